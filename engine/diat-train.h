@@ -1,0 +1,409 @@
+/* libdiat training header: tensors, the backend table, layers with forward
+ * and backward, the four DIAT networks and model files. Used by the trainer,
+ * the tools and the tests; not installed for plug-in authors.
+ *
+ * Conventions (as in llm.c):
+ *  - tensors are NCHW float32 in backend memory;
+ *  - every backward ACCUMULATES (+=) into its gradient outputs, so summed
+ *    skips and shared inputs need no special care; callers zero gradients
+ *    before a backward pass; any gradient output may be NULL (not wanted);
+ *  - activation backwards take the forward OUTPUT y.
+ */
+#ifndef DIAT_TRAIN_H
+#define DIAT_TRAIN_H
+
+#include "diat.h"
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- errors ------------------------------------------------------------ */
+
+/* Fill `err` (if non-NULL) with code and printf-style message; returns code. */
+diat_status diat_set_error(diat_error *err, diat_status code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* ---- tensors ----------------------------------------------------------- */
+
+typedef struct diat_backend diat_backend;
+
+typedef struct diat_tensor {
+    int n, c, h, w;
+    float *data; /* backend memory; host memory for the CPU backend */
+} diat_tensor;
+
+/* Number of elements n*c*h*w. */
+size_t diat_tensor_count(const diat_tensor *t);
+
+/* Allocate (uninitialised) backend memory for an n*c*h*w tensor. */
+diat_status diat_tensor_alloc(diat_context *ctx, diat_tensor *t, int n, int c, int h, int w,
+                              diat_error *err);
+
+/* Like diat_tensor_alloc, but keeps the buffer when the size is unchanged. */
+diat_status diat_tensor_ensure(diat_context *ctx, diat_tensor *t, int n, int c, int h, int w,
+                               diat_error *err);
+
+/* Release a tensor's memory and zero the struct. */
+void diat_tensor_release(diat_context *ctx, diat_tensor *t);
+
+/* Set every element to zero. */
+void diat_tensor_zero(diat_context *ctx, diat_tensor *t);
+
+/* Copy `count` floats host -> tensor and tensor -> host. */
+void diat_tensor_upload(diat_context *ctx, diat_tensor *t, const float *host);
+void diat_tensor_download(diat_context *ctx, const diat_tensor *t, float *host);
+
+/* ---- the backend table --------------------------------------------------
+ * One entry per compute device (ggml-style). Every op exists on every
+ * backend; the test suite runs each against the CPU. Shapes are read from
+ * the tensors; the op trusts its caller (the layer code checks shapes). */
+
+typedef struct diat_conv_geometry {
+    int kernel, stride, pad;
+} diat_conv_geometry;
+
+typedef enum diat_activation {
+    DIAT_ACT_IDENTITY = 0,
+    DIAT_ACT_RELU,
+    DIAT_ACT_LEAKY_RELU, /* slope given separately */
+    DIAT_ACT_SIGMOID,
+    DIAT_ACT_TANH,
+} diat_activation;
+
+struct diat_backend {
+    const char *name;
+
+    /* memory */
+    float *(*alloc)(diat_context *ctx, size_t count);
+    void (*release)(diat_context *ctx, float *p);
+    void (*upload)(diat_context *ctx, float *dst, const float *host, size_t count);
+    void (*download)(diat_context *ctx, float *host, const float *src, size_t count);
+    void (*fill)(diat_context *ctx, float *dst, float value, size_t count);
+
+    /* y += alpha * x, element-wise over count floats */
+    void (*axpy)(diat_context *ctx, float alpha, const float *x, float *y, size_t count);
+    /* y = a + b */
+    void (*add)(diat_context *ctx, const float *a, const float *b, float *y, size_t count);
+
+    /* convolution, weight [out, in, k, k], bias [out] or NULL (groups = 1) */
+    void (*conv2d_forward)(diat_context *ctx, const diat_tensor *x, const diat_tensor *weight,
+                           const diat_tensor *bias, diat_conv_geometry g, diat_tensor *y);
+    void (*conv2d_backward)(diat_context *ctx, const diat_tensor *x, const diat_tensor *weight,
+                            const diat_tensor *dy, diat_conv_geometry g, diat_tensor *dx,
+                            diat_tensor *dweight, diat_tensor *dbias);
+
+    /* fully connected: x [n, in] (any c*h*w = in), weight [out, in], y [n, out] */
+    void (*linear_forward)(diat_context *ctx, const diat_tensor *x, const diat_tensor *weight,
+                           const diat_tensor *bias, diat_tensor *y);
+    void (*linear_backward)(diat_context *ctx, const diat_tensor *x, const diat_tensor *weight,
+                            const diat_tensor *dy, diat_tensor *dx, diat_tensor *dweight,
+                            diat_tensor *dbias);
+
+    /* batch norm over (n, h, w) per channel. Training: uses batch statistics,
+     * stores mean and inverse std in save_mean/save_invstd [c], and updates
+     * running_mean/var [c] with `momentum` (PyTorch convention, unbiased var).
+     * Inference: uses running statistics. */
+    void (*batchnorm_forward_train)(diat_context *ctx, const diat_tensor *x,
+                                    const diat_tensor *gamma, const diat_tensor *beta, float eps,
+                                    float momentum, diat_tensor *running_mean,
+                                    diat_tensor *running_var, diat_tensor *save_mean,
+                                    diat_tensor *save_invstd, diat_tensor *y);
+    void (*batchnorm_forward_infer)(diat_context *ctx, const diat_tensor *x,
+                                    const diat_tensor *gamma, const diat_tensor *beta,
+                                    const diat_tensor *running_mean,
+                                    const diat_tensor *running_var, float eps, diat_tensor *y);
+    void (*batchnorm_backward)(diat_context *ctx, const diat_tensor *x, const diat_tensor *gamma,
+                               const diat_tensor *save_mean, const diat_tensor *save_invstd,
+                               const diat_tensor *dy, diat_tensor *dx, diat_tensor *dgamma,
+                               diat_tensor *dbeta);
+
+    /* instance norm over (h, w) per (n, c), affine gamma/beta [c];
+     * save_mean/save_invstd are [n*c] */
+    void (*instancenorm_forward)(diat_context *ctx, const diat_tensor *x,
+                                 const diat_tensor *gamma, const diat_tensor *beta, float eps,
+                                 diat_tensor *save_mean, diat_tensor *save_invstd, diat_tensor *y);
+    void (*instancenorm_backward)(diat_context *ctx, const diat_tensor *x,
+                                  const diat_tensor *gamma, const diat_tensor *save_mean,
+                                  const diat_tensor *save_invstd, const diat_tensor *dy,
+                                  diat_tensor *dx, diat_tensor *dgamma, diat_tensor *dbeta);
+
+    /* element-wise activations; backward takes the forward output y.
+     * y may alias x in forward, dx may NOT alias dy. */
+    void (*activation_forward)(diat_context *ctx, diat_activation kind, float slope,
+                               const float *x, float *y, size_t count);
+    void (*activation_backward)(diat_context *ctx, diat_activation kind, float slope,
+                                const float *y, const float *dy, float *dx, size_t count);
+
+    /* depth-to-space (pixel shuffle, PyTorch order): [n, c*r*r, h, w] -> [n, c, h*r, w*r] */
+    void (*depth_to_space_forward)(diat_context *ctx, const diat_tensor *x, int r, diat_tensor *y);
+    void (*depth_to_space_backward)(diat_context *ctx, const diat_tensor *dy, int r,
+                                    diat_tensor *dx);
+
+    /* upsampling by integer factor f: nearest, and bilinear with PyTorch's
+     * align_corners=False convention (edge clamped) */
+    void (*upsample_nearest_forward)(diat_context *ctx, const diat_tensor *x, int f,
+                                     diat_tensor *y);
+    void (*upsample_nearest_backward)(diat_context *ctx, const diat_tensor *dy, int f,
+                                      diat_tensor *dx);
+    void (*upsample_bilinear_forward)(diat_context *ctx, const diat_tensor *x, int f,
+                                      diat_tensor *y);
+    void (*upsample_bilinear_backward)(diat_context *ctx, const diat_tensor *dy, int f,
+                                       diat_tensor *dx);
+
+    /* average pooling, window k, stride s, no padding */
+    void (*avgpool_forward)(diat_context *ctx, const diat_tensor *x, int k, int s, diat_tensor *y);
+    void (*avgpool_backward)(diat_context *ctx, const diat_tensor *dy, int k, int s,
+                             diat_tensor *dx);
+
+    /* channel concatenation: y = [a, b] along c */
+    void (*concat_forward)(diat_context *ctx, const diat_tensor *a, const diat_tensor *b,
+                           diat_tensor *y);
+    void (*concat_backward)(diat_context *ctx, const diat_tensor *dy, diat_tensor *da,
+                            diat_tensor *db);
+
+    /* separable 5x5 Gaussian, per channel, edge-replicated borders; the
+     * normalised 1-D taps (5 floats) are given by diat_gaussian5_taps(). */
+    void (*gaussian5_forward)(diat_context *ctx, const diat_tensor *x, const float *taps,
+                              diat_tensor *y);
+    void (*gaussian5_backward)(diat_context *ctx, const diat_tensor *dy, const float *taps,
+                               diat_tensor *dx);
+
+    /* y = x > threshold ? 1 : 0; backward is straight-through: dx += dy */
+    void (*binarize_forward)(diat_context *ctx, const float *x, float threshold, float *y,
+                             size_t count);
+    void (*binarize_backward)(diat_context *ctx, const float *dy, float *dx, size_t count);
+};
+
+/* The CPU backend (always present). */
+const diat_backend *diat_backend_cpu(void);
+
+/* The backend a context runs on. */
+const diat_backend *diat_context_backend(const diat_context *ctx);
+
+/* The five normalised taps of the mask's Gaussian (sigma = 1.0 px). */
+const float *diat_gaussian5_taps(void);
+
+/* ---- BLAS (engine/blas.c) ----------------------------------------------- */
+
+/* Row-major single-precision GEMM: C = alpha * op(A) op(B) + beta * C.
+ * Goes to the tuned OpenBLAS that diat_blas_description() reports. */
+void diat_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a,
+                int lda, const float *b, int ldb, float beta, float *c, int ldc);
+
+/* Set the BLAS thread count (process-wide for the loaded OpenBLAS). */
+void diat_blas_set_threads(int threads);
+
+/* ---- model files: safetensors (engine/safetensors.c) -------------------- */
+
+typedef enum diat_dtype {
+    DIAT_DTYPE_F32 = 0,
+    DIAT_DTYPE_F16,
+    DIAT_DTYPE_U8, /* needs metadata "<name>.scale" and "<name>.min": v = min + scale*q */
+} diat_dtype;
+
+#define DIAT_MAX_DIMS 8
+
+typedef struct diat_st_tensor {
+    const char *name;
+    diat_dtype dtype;
+    int ndim;
+    int64_t shape[DIAT_MAX_DIMS];
+    const void *data; /* points into the mapped file */
+    size_t nbytes;
+} diat_st_tensor;
+
+typedef struct diat_safetensors diat_safetensors;
+
+/* Open and validate a file (mmap). Every problem is reported naming `path`. */
+diat_status diat_safetensors_open(const char *path, diat_safetensors **out, diat_error *err);
+
+/* Validate a file image in memory (not copied: `buf` must outlive the result).
+ * `label` names it in error messages. Used by the fuzzer. */
+diat_status diat_safetensors_parse(const void *buf, size_t len, const char *label,
+                                   diat_safetensors **out, diat_error *err);
+
+/* Release (unmaps). NULL is allowed. */
+void diat_safetensors_close(diat_safetensors *st);
+
+/* Tensors in file order; lookup by name (NULL if absent). */
+size_t diat_safetensors_count(const diat_safetensors *st);
+const diat_st_tensor *diat_safetensors_at(const diat_safetensors *st, size_t i);
+const diat_st_tensor *diat_safetensors_find(const diat_safetensors *st, const char *name);
+
+/* __metadata__ entries; value by key (NULL if absent). */
+size_t diat_safetensors_metadata_count(const diat_safetensors *st);
+void diat_safetensors_metadata_at(const diat_safetensors *st, size_t i, const char **key,
+                                  const char **value);
+const char *diat_safetensors_metadata(const diat_safetensors *st, const char *key);
+
+/* Read tensor `name` as float32 into `dst`, converting F16/U8, checking that
+ * its shape equals `shape[0..ndim)` and that every value is finite. */
+diat_status diat_safetensors_read_f32(const diat_safetensors *st, const char *name, int ndim,
+                                      const int64_t *shape, float *dst, diat_error *err);
+
+typedef struct diat_st_writer diat_st_writer;
+
+/* Start a new file in memory. */
+diat_st_writer *diat_st_writer_new(void);
+
+/* Add a tensor from float32 data, stored as `dtype` (F32 or F16). */
+diat_status diat_st_writer_add(diat_st_writer *w, const char *name, diat_dtype dtype, int ndim,
+                               const int64_t *shape, const float *data, diat_error *err);
+
+/* Set a metadata entry (copied; replaces an existing key). */
+diat_status diat_st_writer_set_metadata(diat_st_writer *w, const char *key, const char *value,
+                                        diat_error *err);
+
+/* Write atomically: temp file in the same folder, fsync, rename. */
+diat_status diat_st_writer_save(diat_st_writer *w, const char *path, diat_error *err);
+
+/* Release. NULL is allowed. */
+void diat_st_writer_free(diat_st_writer *w);
+
+/* IEEE half <-> float (round to nearest even). */
+uint16_t diat_f32_to_f16(float f);
+float diat_f16_to_f32(uint16_t h);
+
+
+/* ---- the DIAT networks (engine/nets/) ------------------------------------
+ * Topologies are documented in engine/nets/ARCHITECTURE.md; parameter names
+ * follow PyTorch's state_dict ("T.down1.weight", "M.bn1.running_mean") so
+ * the reference implementation in bench/ loads the same files. */
+
+#define DIAT_PARAM_NAME_MAX 48
+
+/* One learned tensor (or a batch-norm running statistic, which has no
+ * gradient: grad.data == NULL and `trainable` == 0). */
+typedef struct diat_param {
+    char name[DIAT_PARAM_NAME_MAX];
+    int ndim;              /* 1 for biases and BN vectors, 2 linear, 4 conv */
+    int trainable;
+    diat_tensor value;
+    diat_tensor grad;
+} diat_param;
+
+/* The parameters of one network. */
+typedef struct diat_net {
+    diat_context *ctx;
+    diat_param *params;
+    int param_count;
+    int training; /* batch norm uses batch statistics when set */
+} diat_net;
+
+/* Fill weights with a seeded He-uniform initialisation, biases with 0,
+ * batch-norm gamma 1, beta 0, running mean 0 and var 1. */
+void diat_net_init_weights(diat_net *net, uint64_t seed);
+
+/* Zero every gradient. */
+void diat_net_zero_grad(diat_net *net);
+
+/* Parameter by name, or NULL. */
+diat_param *diat_net_find(diat_net *net, const char *name);
+
+/* Number of scalar weights (running statistics included). */
+size_t diat_net_parameter_count(const diat_net *net);
+
+/* Load every parameter of `net` from `st` (shapes checked, F16/U8 converted). */
+diat_status diat_net_load(diat_net *net, const diat_safetensors *st, diat_error *err);
+
+/* Add every parameter of `net` to a writer, as `dtype`. */
+diat_status diat_net_save(const diat_net *net, diat_st_writer *w, diat_dtype dtype,
+                          diat_error *err);
+
+/* Transform network T: a 10-convolution U-Net, depth-to-space upsampling,
+ * summed skips (the input included), T(x) = x + residual. */
+typedef struct diat_transform {
+    diat_net net;
+    int width;
+    diat_tensor input;          /* copy of x for backward */
+    diat_tensor down[5];        /* after LeakyReLU */
+    diat_tensor up_conv[5];     /* conv output before depth-to-space */
+    diat_tensor up[5];          /* after shuffle + skip (+ ReLU for 1..4); up[4] is T(x) */
+    diat_tensor grad_a, grad_b; /* backward scratch */
+} diat_transform;
+
+diat_status diat_transform_init(diat_transform *t, diat_context *ctx, int width, diat_error *err);
+void diat_transform_free(diat_transform *t);
+/* x: [n, 3, 128, 128] in [-1, 1] (any size divisible by 32). Result: t->up[4]. */
+diat_status diat_transform_forward(diat_transform *t, const diat_tensor *x, diat_error *err);
+/* Backward from dL/dT(x); accumulates parameter gradients and dx (may be NULL). */
+diat_status diat_transform_backward(diat_transform *t, const diat_tensor *dout, diat_tensor *dx,
+                                    diat_error *err);
+
+/* Mask network M: 5 convolutions each with batch norm, ReLU x4 then sigmoid
+ * giving e at 1/4 resolution; bilinear 4x up; binarize at 0.5 with a
+ * straight-through gradient; 5x5 Gaussian. */
+typedef struct diat_mask {
+    diat_net net;
+    int width;
+    diat_tensor input;
+    diat_tensor conv[5];      /* conv outputs (pre-norm) */
+    diat_tensor norm[5];      /* after BN and activation; norm[4] is e */
+    diat_tensor save_mean[5], save_invstd[5];
+    diat_tensor upsampled;    /* e upsampled 4x */
+    diat_tensor binary;       /* upsampled > 0.5 */
+    diat_tensor mask;         /* Gaussian of binary: m */
+    diat_tensor grad_a, grad_b, grad_c;
+} diat_mask;
+
+diat_status diat_mask_init(diat_mask *m, diat_context *ctx, int width, diat_error *err);
+void diat_mask_free(diat_mask *m);
+/* x: [n, 3, H, W]; fills e (norm[4], [n,1,H/4,W/4]) and m (mask, [n,1,H,W]). */
+diat_status diat_mask_forward(diat_mask *m, const diat_tensor *x, diat_error *err);
+/* Backward from dL/dm and/or dL/de (either may be NULL). */
+diat_status diat_mask_backward(diat_mask *m, const diat_tensor *dmask, const diat_tensor *de,
+                               diat_tensor *dx, diat_error *err);
+
+/* Critic D: 5 strided 4x4 convolutions with LeakyReLU(0.2), no normalisation
+ * (WGAN-GP), then a linear layer to one score. Layer-4 and layer-5 features
+ * are exposed for the adaptive perceptual loss. */
+typedef struct diat_critic {
+    diat_net net;
+    int width;
+    diat_tensor input;
+    diat_tensor feat[5]; /* after LeakyReLU; feat[3] = layer 4, feat[4] = layer 5 */
+    diat_tensor score;   /* [n, 1, 1, 1] */
+    diat_tensor grad_a, grad_b;
+} diat_critic;
+
+diat_status diat_critic_init(diat_critic *d, diat_context *ctx, int width, diat_error *err);
+void diat_critic_free(diat_critic *d);
+diat_status diat_critic_forward(diat_critic *d, const diat_tensor *x, diat_error *err);
+/* Backward from dL/dscore and optional dL/dfeat4, dL/dfeat5. */
+diat_status diat_critic_backward(diat_critic *d, const diat_tensor *dscore,
+                                 const diat_tensor *dfeat4, const diat_tensor *dfeat5,
+                                 diat_tensor *dx, diat_error *err);
+
+/* Denoiser DN: fully convolutional, `depth` 3x3 convolutions with ReLU,
+ * predicting the noise: DN(x) = x - residual. */
+typedef struct diat_denoiser {
+    diat_net net;
+    int width, depth;
+    diat_tensor input;
+    diat_tensor *act; /* depth entries; act[depth-1] is the predicted noise */
+    diat_tensor out;
+    diat_tensor grad_a, grad_b;
+} diat_denoiser;
+
+diat_status diat_denoiser_init(diat_denoiser *dn, diat_context *ctx, int width, int depth,
+                               diat_error *err);
+void diat_denoiser_free(diat_denoiser *dn);
+diat_status diat_denoiser_forward(diat_denoiser *dn, const diat_tensor *x, diat_error *err);
+diat_status diat_denoiser_backward(diat_denoiser *dn, const diat_tensor *dout, diat_tensor *dx,
+                                   diat_error *err);
+
+/* Default widths: T and M at DIAT_DEFAULT_WIDTH keep an F16 model < 10 MB. */
+#define DIAT_DEFAULT_WIDTH 24
+#define DIAT_DEFAULT_MASK_WIDTH 16
+#define DIAT_DEFAULT_CRITIC_WIDTH 32
+#define DIAT_DEFAULT_DENOISER_WIDTH 32
+#define DIAT_DEFAULT_DENOISER_DEPTH 5
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* DIAT_TRAIN_H */
