@@ -1,0 +1,57 @@
+/* Minimal test helpers shared by the C tests: each test binary runs its
+ * cases, prints one line per failure and returns non-zero if any failed. */
+#ifndef DIAT_TESTUTIL_H
+#define DIAT_TESTUTIL_H
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+static int test_failures;
+static int test_checks;
+
+#define CHECK(cond)                                                                              \
+    do {                                                                                         \
+        test_checks++;                                                                           \
+        if (!(cond)) {                                                                           \
+            test_failures++;                                                                     \
+            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);             \
+        }                                                                                        \
+    } while (0)
+
+#define CHECK_MSG(cond, ...)                                                                     \
+    do {                                                                                         \
+        test_checks++;                                                                           \
+        if (!(cond)) {                                                                           \
+            test_failures++;                                                                     \
+            fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__, #cond);             \
+            fprintf(stderr, __VA_ARGS__);                                                        \
+            fputc('\n', stderr);                                                                 \
+        }                                                                                        \
+    } while (0)
+
+#define CHECK_NEAR(a, b, tol)                                                                    \
+    CHECK_MSG(fabs((double)(a) - (double)(b)) <= (tol), "%g vs %g (tol %g)", (double)(a),        \
+              (double)(b), (double)(tol))
+
+#define RUN_TEST(fn)                                                                             \
+    do {                                                                                         \
+        int before_ = test_failures;                                                             \
+        fn();                                                                                    \
+        printf("%s %s\n", test_failures == before_ ? "ok  " : "FAIL", #fn);                      \
+    } while (0)
+
+#define TEST_SUMMARY()                                                                           \
+    (printf("%d checks, %d failed\n", test_checks, test_failures), test_failures ? 1 : 0)
+
+/* Deterministic pseudo-random floats in [-1, 1) (splitmix64). */
+static inline float test_rand(unsigned long long *state)
+{
+    unsigned long long z = (*state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    return (float)((double)(z >> 40) / (double)(1ull << 24) * 2.0 - 1.0);
+}
+
+#endif
