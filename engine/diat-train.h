@@ -293,6 +293,18 @@ typedef struct diat_net {
     int training; /* batch norm uses batch statistics when set */
 } diat_net;
 
+/* A convolution bound to its weight [out, in, k, k] and optional bias [out]. */
+typedef struct diat_conv_layer {
+    diat_param *weight, *bias;
+    diat_conv_geometry geometry;
+    int in, out;
+} diat_conv_layer;
+
+/* A batch norm bound to gamma/beta ("weight"/"bias") and running statistics. */
+typedef struct diat_batchnorm_layer {
+    diat_param *gamma, *beta, *running_mean, *running_var;
+} diat_batchnorm_layer;
+
 /* Fill weights with a seeded He-uniform initialisation, biases with 0,
  * batch-norm gamma 1, beta 0, running mean 0 and var 1. */
 void diat_net_init_weights(diat_net *net, uint64_t seed);
@@ -318,11 +330,12 @@ diat_status diat_net_save(const diat_net *net, diat_st_writer *w, diat_dtype dty
 typedef struct diat_transform {
     diat_net net;
     int width;
-    diat_tensor input;          /* copy of x for backward */
-    diat_tensor down[5];        /* after LeakyReLU */
-    diat_tensor up_conv[5];     /* conv output before depth-to-space */
-    diat_tensor up[5];          /* after shuffle + skip (+ ReLU for 1..4); up[4] is T(x) */
-    diat_tensor grad_a, grad_b; /* backward scratch */
+    diat_conv_layer down_layer[5], up_layer[5];
+    diat_tensor input;       /* shallow view of x: x must outlive backward */
+    diat_tensor down[5];     /* after LeakyReLU */
+    diat_tensor up_conv[5];  /* conv output before depth-to-space */
+    diat_tensor up[5];       /* after shuffle + skip (+ ReLU for 1..4); up[4] is T(x) */
+    diat_tensor grad_down[5], grad_up[5], grad_up_conv, grad_pre; /* backward buffers */
 } diat_transform;
 
 diat_status diat_transform_init(diat_transform *t, diat_context *ctx, int width, diat_error *err);
@@ -339,14 +352,16 @@ diat_status diat_transform_backward(diat_transform *t, const diat_tensor *dout, 
 typedef struct diat_mask {
     diat_net net;
     int width;
-    diat_tensor input;
+    diat_conv_layer conv_layer[5];
+    diat_batchnorm_layer bn_layer[5];
+    diat_tensor input;        /* shallow view of x: x must outlive backward */
     diat_tensor conv[5];      /* conv outputs (pre-norm) */
     diat_tensor norm[5];      /* after BN and activation; norm[4] is e */
     diat_tensor save_mean[5], save_invstd[5];
     diat_tensor upsampled;    /* e upsampled 4x */
     diat_tensor binary;       /* upsampled > 0.5 */
     diat_tensor mask;         /* Gaussian of binary: m */
-    diat_tensor grad_a, grad_b, grad_c;
+    diat_tensor grad_norm[5], grad_pre, grad_conv, grad_up, grad_binary; /* backward buffers */
 } diat_mask;
 
 diat_status diat_mask_init(diat_mask *m, diat_context *ctx, int width, diat_error *err);
@@ -363,10 +378,12 @@ diat_status diat_mask_backward(diat_mask *m, const diat_tensor *dmask, const dia
 typedef struct diat_critic {
     diat_net net;
     int width;
-    diat_tensor input;
+    diat_conv_layer conv_layer[5];
+    diat_param *fc_weight, *fc_bias;
+    diat_tensor input;   /* shallow view of x: x must outlive backward */
     diat_tensor feat[5]; /* after LeakyReLU; feat[3] = layer 4, feat[4] = layer 5 */
     diat_tensor score;   /* [n, 1, 1, 1] */
-    diat_tensor grad_a, grad_b;
+    diat_tensor grad_feat[5], grad_pre; /* backward buffers */
 } diat_critic;
 
 diat_status diat_critic_init(diat_critic *d, diat_context *ctx, int width, diat_error *err);
@@ -382,10 +399,11 @@ diat_status diat_critic_backward(diat_critic *d, const diat_tensor *dscore,
 typedef struct diat_denoiser {
     diat_net net;
     int width, depth;
-    diat_tensor input;
-    diat_tensor *act; /* depth entries; act[depth-1] is the predicted noise */
+    diat_conv_layer *conv_layer; /* depth entries */
+    diat_tensor input; /* shallow view of x: x must outlive backward */
+    diat_tensor *act;  /* depth entries; act[depth-1] is the predicted noise */
     diat_tensor out;
-    diat_tensor grad_a, grad_b;
+    diat_tensor *grad_act, grad_pre; /* backward buffers */
 } diat_denoiser;
 
 diat_status diat_denoiser_init(diat_denoiser *dn, diat_context *ctx, int width, int depth,

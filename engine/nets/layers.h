@@ -1,0 +1,50 @@
+/* Private: building blocks shared by the four networks — the parameter
+ * table of a net and convolution layers bound to their parameters. */
+#ifndef DIAT_NETS_LAYERS_H
+#define DIAT_NETS_LAYERS_H
+
+#include "../context.h"
+
+/* Reserve room for `capacity` parameters. */
+diat_status diat_net_setup(diat_net *net, diat_context *ctx, int capacity, diat_error *err);
+
+/* Release every parameter, its gradient and the table. */
+void diat_net_release(diat_net *net);
+
+/* Append a parameter of file shape (n) / (n, c) / (n, c, h, w) by ndim;
+ * trainable ones get a gradient buffer. */
+diat_param *diat_net_add(diat_net *net, const char *name, int ndim, int n, int c, int h, int w,
+                         int trainable, diat_error *err);
+
+diat_status diat_conv_layer_add(diat_net *net, diat_conv_layer *layer, const char *prefix, int in,
+                                int out, int kernel, int stride, int pad, int with_bias,
+                                diat_error *err);
+
+/* y = conv(x); y is (re)allocated to the output shape. */
+diat_status diat_conv_layer_forward(diat_context *ctx, const diat_conv_layer *layer,
+                                    const diat_tensor *x, diat_tensor *y, diat_error *err);
+
+/* Accumulate weight/bias gradients and dx (may be NULL). */
+void diat_conv_layer_backward(diat_context *ctx, const diat_conv_layer *layer,
+                              const diat_tensor *x, const diat_tensor *dy, diat_tensor *dx);
+
+diat_status diat_batchnorm_layer_add(diat_net *net, diat_batchnorm_layer *layer,
+                                     const char *prefix, int channels, diat_error *err);
+
+/* Shape of a tensor's allocation as a template for another. */
+diat_status diat_tensor_like(diat_context *ctx, diat_tensor *t, const diat_tensor *shape,
+                             diat_error *err);
+
+/* A zeroed view shaped like `shape` on `buffer`, which grows (never shrinks)
+ * as needed: one backward scratch serves layers of different shapes. */
+diat_status diat_scratch_view(diat_context *ctx, diat_tensor *buffer, const diat_tensor *shape,
+                              diat_tensor *view, diat_error *err);
+
+/* Apply an activation in place (y = f(y)). */
+void diat_activate_inplace(diat_context *ctx, diat_activation kind, float slope, diat_tensor *y);
+
+#define DIAT_BN_EPS 1e-5f
+#define DIAT_BN_MOMENTUM 0.1f
+#define DIAT_LEAKY_SLOPE 0.2f
+
+#endif
