@@ -159,11 +159,13 @@ static diat_status final_mask(const diat_edit *edit, float ratio, float *mask, d
     }
     diat_context *ctx = edit->model->ctx;
     const diat_backend *cpu = diat_backend_cpu();
-    float *binary = diat_context_scratch(ctx, FACE_PIXELS);
+    /* Not the context scratch: the Gaussian op may use that itself. */
+    float *binary = malloc(FACE_PIXELS * sizeof *binary);
     if (!binary) return diat_set_error(err, DIAT_ERR_MEMORY, "Out of memory.");
     cpu->binarize_forward(ctx, edit->e_up, threshold, binary, FACE_PIXELS);
     diat_tensor in = {1, 1, FACE, FACE, binary}, out = {1, 1, FACE, FACE, mask};
     cpu->gaussian5_forward(ctx, &in, diat_gaussian5_taps(), &out);
+    free(binary);
     return DIAT_OK;
 }
 
