@@ -1,0 +1,97 @@
+/* The CPU backend: host memory, element-wise helpers, and the op table that
+ * points at the kernels in the other files of engine/cpu/. */
+#include "ops-cpu.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* 64 bytes: one cache line and one AVX-512 register, so vector loads of a
+ * tensor's start never split a line. */
+enum { CPU_ALIGNMENT = 64 };
+
+static float *cpu_alloc(diat_context *ctx, size_t count) {
+    (void)ctx;
+    size_t bytes = count * sizeof(float);
+    if (count != 0 && bytes / sizeof(float) != count) return NULL; /* overflow */
+    /* aligned_alloc wants a size that is a multiple of the alignment. */
+    size_t rounded = (bytes + CPU_ALIGNMENT - 1) / CPU_ALIGNMENT * CPU_ALIGNMENT;
+    if (rounded < bytes) return NULL;
+    if (rounded == 0) rounded = CPU_ALIGNMENT;
+    return aligned_alloc(CPU_ALIGNMENT, rounded);
+}
+
+static void cpu_release(diat_context *ctx, float *p) {
+    (void)ctx;
+    free(p);
+}
+
+static void cpu_upload(diat_context *ctx, float *dst, const float *host, size_t count) {
+    (void)ctx;
+    if (count) memcpy(dst, host, count * sizeof(float));
+}
+
+static void cpu_download(diat_context *ctx, float *host, const float *src, size_t count) {
+    (void)ctx;
+    if (count) memcpy(host, src, count * sizeof(float));
+}
+
+static void cpu_fill(diat_context *ctx, float *dst, float value, size_t count) {
+    (void)ctx;
+    for (size_t i = 0; i < count; i++) dst[i] = value;
+}
+
+static void cpu_axpy(diat_context *ctx, float alpha, const float *x, float *y, size_t count) {
+    (void)ctx;
+    for (size_t i = 0; i < count; i++) y[i] += alpha * x[i];
+}
+
+static void cpu_add(diat_context *ctx, const float *a, const float *b, float *y, size_t count) {
+    (void)ctx;
+    for (size_t i = 0; i < count; i++) y[i] = a[i] + b[i];
+}
+
+static const diat_backend cpu_backend = {
+    .name = "cpu",
+
+    .alloc = cpu_alloc,
+    .release = cpu_release,
+    .upload = cpu_upload,
+    .download = cpu_download,
+    .fill = cpu_fill,
+    .axpy = cpu_axpy,
+    .add = cpu_add,
+
+    .conv2d_forward = diat_cpu_conv2d_forward,
+    .conv2d_backward = diat_cpu_conv2d_backward,
+    .linear_forward = diat_cpu_linear_forward,
+    .linear_backward = diat_cpu_linear_backward,
+
+    .batchnorm_forward_train = diat_cpu_batchnorm_forward_train,
+    .batchnorm_forward_infer = diat_cpu_batchnorm_forward_infer,
+    .batchnorm_backward = diat_cpu_batchnorm_backward,
+    .instancenorm_forward = diat_cpu_instancenorm_forward,
+    .instancenorm_backward = diat_cpu_instancenorm_backward,
+
+    .activation_forward = diat_cpu_activation_forward,
+    .activation_backward = diat_cpu_activation_backward,
+
+    .depth_to_space_forward = diat_cpu_depth_to_space_forward,
+    .depth_to_space_backward = diat_cpu_depth_to_space_backward,
+    .upsample_nearest_forward = diat_cpu_upsample_nearest_forward,
+    .upsample_nearest_backward = diat_cpu_upsample_nearest_backward,
+    .upsample_bilinear_forward = diat_cpu_upsample_bilinear_forward,
+    .upsample_bilinear_backward = diat_cpu_upsample_bilinear_backward,
+    .avgpool_forward = diat_cpu_avgpool_forward,
+    .avgpool_backward = diat_cpu_avgpool_backward,
+    .concat_forward = diat_cpu_concat_forward,
+    .concat_backward = diat_cpu_concat_backward,
+
+    .gaussian5_forward = diat_cpu_gaussian5_forward,
+    .gaussian5_backward = diat_cpu_gaussian5_backward,
+    .binarize_forward = diat_cpu_binarize_forward,
+    .binarize_backward = diat_cpu_binarize_backward,
+};
+
+const diat_backend *diat_backend_cpu(void) {
+    return &cpu_backend;
+}
