@@ -100,7 +100,12 @@ static const char *core_of(void *handle)
 
 static void load_blas(void)
 {
+    /* Tests reproduce a mis-detecting OpenBLAS on any machine by making the
+     * system copy load with the given (generic) core. */
+    const char *simulate = getenv("DIAT_BLAS_SIMULATE_SYSTEM_CORE");
+    if (simulate) setenv("OPENBLAS_CORETYPE", simulate, 1);
     void *system = open_system_blas();
+    if (simulate) unsetenv("OPENBLAS_CORETYPE");
     if (!system || !bind(system)) {
         snprintf(blas.description, sizeof blas.description,
                  "no OpenBLAS found (libopenblas.so.0): using the engine's portable GEMM");
@@ -109,7 +114,7 @@ static void load_blas(void)
     }
     const char *system_core = core_of(system);
     const char *wanted = best_coretype();
-    int user_chose = getenv("OPENBLAS_CORETYPE") != NULL;
+    int user_chose = !simulate && getenv("OPENBLAS_CORETYPE") != NULL;
     if (!user_chose && wanted && core_is_generic(system_core)) {
         void *tuned = open_private_blas(wanted);
         if (tuned && bind(tuned)) {
