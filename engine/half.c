@@ -22,20 +22,23 @@
 /* (127 - 15) << 23: moves a float exponent to the half bias. */
 #define F32_TO_F16_REBIAS 0x38000000u
 
-static uint32_t float_bits(float f) {
+static uint32_t float_bits(float f)
+{
     uint32_t bits;
     memcpy(&bits, &f, sizeof bits);
     return bits;
 }
 
-static float bits_float(uint32_t bits) {
+static float bits_float(uint32_t bits)
+{
     float f;
     memcpy(&f, &bits, sizeof f);
     return f;
 }
 
 /* Round `value >> shift` to nearest, ties to even (1 <= shift <= 31). */
-static uint32_t shift_round_even(uint32_t value, unsigned shift) {
+static uint32_t shift_round_even(uint32_t value, unsigned shift)
+{
     uint32_t kept = value >> shift;
     uint32_t dropped = value & ((1u << shift) - 1u);
     uint32_t halfway = 1u << (shift - 1u);
@@ -43,7 +46,8 @@ static uint32_t shift_round_even(uint32_t value, unsigned shift) {
     return kept;
 }
 
-uint16_t diat_f32_to_f16(float f) {
+uint16_t diat_f32_to_f16(float f)
+{
     uint32_t bits = float_bits(f);
     uint16_t sign = (uint16_t)((bits >> 16) & 0x8000u);
     uint32_t abs_bits = bits & F32_ABS_MASK;
@@ -72,7 +76,8 @@ uint16_t diat_f32_to_f16(float f) {
     return (uint16_t)(sign | shift_round_even(mantissa, 126u - biased_exp));
 }
 
-float diat_f16_to_f32(uint16_t h) {
+float diat_f16_to_f32(uint16_t h)
+{
     uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
     uint32_t exponent = (h >> 10) & 0x1fu;
     uint32_t mantissa = h & 0x3ffu;

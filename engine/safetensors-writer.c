@@ -48,7 +48,8 @@ struct diat_st_writer {
 
 /* `items` with room for at least one more than `count`, or NULL (leaving
  * `items` as it was) when out of memory. */
-static void *make_room(void *items, size_t *capacity, size_t count, size_t item_size) {
+static void *make_room(void *items, size_t *capacity, size_t count, size_t item_size)
+{
     if (count < *capacity) return items;
     size_t grown = *capacity ? *capacity * 2 : 16;
     void *bigger = realloc(items, grown * item_size);
@@ -57,17 +58,20 @@ static void *make_room(void *items, size_t *capacity, size_t count, size_t item_
 }
 
 /* Names and values end up in JSON, which must be valid UTF-8. */
-static int is_json_string(const char *text) {
+static int is_json_string(const char *text)
+{
     json_t *probe = json_string(text);
     json_decref(probe);
     return probe != NULL;
 }
 
-diat_st_writer *diat_st_writer_new(void) {
+diat_st_writer *diat_st_writer_new(void)
+{
     return calloc(1, sizeof(diat_st_writer));
 }
 
-void diat_st_writer_free(diat_st_writer *w) {
+void diat_st_writer_free(diat_st_writer *w)
+{
     if (!w) return;
     for (size_t i = 0; i < w->tensor_count; i++) {
         free(w->tensors[i].name);
@@ -85,7 +89,8 @@ void diat_st_writer_free(diat_st_writer *w) {
 /* Check the arguments of diat_st_writer_add and count the elements. */
 static diat_status check_tensor(const diat_st_writer *w, const char *name, diat_dtype dtype,
                                 int ndim, const int64_t *shape, const float *data, size_t *count,
-                                diat_error *err) {
+                                diat_error *err)
+{
     if (!w || !name || ndim < 0 || ndim > DIAT_MAX_DIMS || (ndim > 0 && !shape))
         return diat_set_error(err, DIAT_ERR_ARGUMENT, "Invalid arguments for storing a tensor.");
     if (!*name || strcmp(name, "__metadata__") == 0 || !is_json_string(name))
@@ -121,7 +126,8 @@ static diat_status check_tensor(const diat_st_writer *w, const char *name, diat_
  * reader rejects anything else), so catch NaN, inf and F16 overflow now,
  * when the caller can still tell which tensor went wrong. */
 static diat_status encode(const char *name, diat_dtype dtype, const float *data, size_t count,
-                          unsigned char *out, diat_error *err) {
+                          unsigned char *out, diat_error *err)
+{
     for (size_t i = 0; i < count; i++) {
         float v = data[i];
         if (!isfinite(v))
@@ -147,7 +153,8 @@ static diat_status encode(const char *name, diat_dtype dtype, const float *data,
 }
 
 diat_status diat_st_writer_add(diat_st_writer *w, const char *name, diat_dtype dtype, int ndim,
-                               const int64_t *shape, const float *data, diat_error *err) {
+                               const int64_t *shape, const float *data, diat_error *err)
+{
     size_t count = 0;
     diat_status status = check_tensor(w, name, dtype, ndim, shape, data, &count, err);
     if (status != DIAT_OK) return status;
@@ -176,7 +183,8 @@ diat_status diat_st_writer_add(diat_st_writer *w, const char *name, diat_dtype d
 }
 
 diat_status diat_st_writer_set_metadata(diat_st_writer *w, const char *key, const char *value,
-                                        diat_error *err) {
+                                        diat_error *err)
+{
     if (!w || !key || !value)
         return diat_set_error(err, DIAT_ERR_ARGUMENT, "Invalid arguments for model metadata.");
     if (!is_json_string(key) || !is_json_string(value))
@@ -205,7 +213,8 @@ diat_status diat_st_writer_set_metadata(diat_st_writer *w, const char *key, cons
 }
 
 /* Data-area offsets: F32 tensors first, then F16 (see the top of the file). */
-static void layout(const diat_st_writer *w, uint64_t *begin) {
+static void layout(const diat_st_writer *w, uint64_t *begin)
+{
     uint64_t offset = 0;
     for (int pass = 0; pass < 2; pass++) {
         diat_dtype dtype = pass == 0 ? DIAT_DTYPE_F32 : DIAT_DTYPE_F16;
@@ -218,7 +227,8 @@ static void layout(const diat_st_writer *w, uint64_t *begin) {
 }
 
 /* One tensor's header entry: {"dtype", "shape", "data_offsets"}. */
-static json_t *tensor_entry(const stored_tensor *t, uint64_t begin) {
+static json_t *tensor_entry(const stored_tensor *t, uint64_t begin)
+{
     json_t *entry = json_object();
     json_t *shape = json_array();
     int failed = !entry || !shape;
@@ -242,7 +252,8 @@ static json_t *tensor_entry(const stored_tensor *t, uint64_t begin) {
 }
 
 /* The compact JSON header, or NULL when out of memory. */
-static char *build_header(const diat_st_writer *w, const uint64_t *begin) {
+static char *build_header(const diat_st_writer *w, const uint64_t *begin)
+{
     json_t *root = json_object();
     json_t *metadata = w->metadata_count ? json_object() : NULL;
     int failed = !root || (w->metadata_count && !metadata);
@@ -261,7 +272,8 @@ static char *build_header(const diat_st_writer *w, const uint64_t *begin) {
 }
 
 /* write(2) until done; 0 with errno set on failure. */
-static int write_all(int fd, const void *data, size_t length) {
+static int write_all(int fd, const void *data, size_t length)
+{
     const unsigned char *p = data;
     while (length > 0) {
         ssize_t written = write(fd, p, length);
@@ -276,7 +288,8 @@ static int write_all(int fd, const void *data, size_t length) {
 }
 
 /* Length field, header padded with spaces to a multiple of 8, data. */
-static int write_file(int fd, const diat_st_writer *w, const char *header) {
+static int write_file(int fd, const diat_st_writer *w, const char *header)
+{
     size_t header_length = strlen(header);
     size_t padded = (header_length + 7) & ~(size_t)7;
     unsigned char length_field[8];
@@ -298,14 +311,16 @@ static int write_file(int fd, const diat_st_writer *w, const char *header) {
 
 /* Permissions of the file being replaced, or rw-r--r-- for a new one
  * (mkstemp creates 0600; reading the umask is not thread-safe). */
-static mode_t target_mode(const char *path) {
+static mode_t target_mode(const char *path)
+{
     struct stat info;
     if (stat(path, &info) == 0 && S_ISREG(info.st_mode)) return info.st_mode & 07777;
     return 0644;
 }
 
 /* Make the rename itself durable; failure here loses nothing already safe. */
-static void sync_folder(const char *path) {
+static void sync_folder(const char *path)
+{
     const char *slash = strrchr(path, '/');
     char *folder = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : NULL;
     int fd = open(folder ? folder : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -319,7 +334,8 @@ static void sync_folder(const char *path) {
 /* Fill the temporary file `fd` and move it over `path`. On failure returns
  * what could not be done, with errno set; the caller removes the file. */
 static const char *replace_with(int fd, const char *temp_path, const char *path,
-                                const diat_st_writer *w, const char *header) {
+                                const diat_st_writer *w, const char *header)
+{
     if (fchmod(fd, target_mode(path)) != 0 || !write_file(fd, w, header)) {
         int saved = errno;
         close(fd);
@@ -337,7 +353,8 @@ static const char *replace_with(int fd, const char *temp_path, const char *path,
     return NULL;
 }
 
-diat_status diat_st_writer_save(diat_st_writer *w, const char *path, diat_error *err) {
+diat_status diat_st_writer_save(diat_st_writer *w, const char *path, diat_error *err)
+{
     if (!w || !path || !*path)
         return diat_set_error(err, DIAT_ERR_ARGUMENT, "No model file path was given.");
     uint64_t *begin = calloc(w->tensor_count ? w->tensor_count : 1, sizeof *begin);

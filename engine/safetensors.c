@@ -60,7 +60,8 @@ struct diat_safetensors {
  * terminal escapes) become '?'; an over-long text is cut with "...", keeping
  * its end for file paths (where the file name is) or its start for names,
  * and not splitting a UTF-8 sequence. */
-static void shown_text(const char *text, int keep_end, char *out, size_t out_size) {
+static void shown_text(const char *text, int keep_end, char *out, size_t out_size)
+{
     size_t length = strlen(text);
     int cut = length > out_size - 1;
     size_t kept = cut ? out_size - 4 : length;
@@ -84,13 +85,15 @@ static void shown_text(const char *text, int keep_end, char *out, size_t out_siz
     out[used] = '\0';
 }
 
-static void shown_name(const char *name, char out[ST_NAME_SHOWN]) {
+static void shown_name(const char *name, char out[ST_NAME_SHOWN])
+{
     shown_text(name, 0, out, ST_NAME_SHOWN);
 }
 
 /* "Model file LABEL <problem>", always a format error. */
 __attribute__((format(printf, 3, 4))) static diat_status
-format_error(diat_error *err, const char *label, const char *problem_fmt, ...) {
+format_error(diat_error *err, const char *label, const char *problem_fmt, ...)
+{
     char problem[384];
     va_list ap;
     va_start(ap, problem_fmt);
@@ -99,7 +102,8 @@ format_error(diat_error *err, const char *label, const char *problem_fmt, ...) {
     return diat_set_error(err, DIAT_ERR_FORMAT, "Model file %s %s", label, problem);
 }
 
-static uint64_t read_le64(const unsigned char *p) {
+static uint64_t read_le64(const unsigned char *p)
+{
     uint64_t value = 0;
     for (int i = 7; i >= 0; i--) value = (value << 8) | p[i];
     return value;
@@ -115,7 +119,8 @@ static const struct {
 
 /* Map a dtype string: 1 supported, 0 a valid safetensors dtype the engine
  * does not read, -1 not a safetensors dtype at all. */
-static int parse_dtype(const char *text, diat_dtype *out) {
+static int parse_dtype(const char *text, diat_dtype *out)
+{
     static const char *const unsupported[] = {
         "BOOL", "I8",  "I16",     "U16",     "BF16",    "I32", "U32",     "F64",
         "I64",  "U64", "F8_E5M2", "F8_E4M3", "F8_E8M0", "F4",  "F6_E2M3", "F6_E3M2"};
@@ -131,7 +136,8 @@ static int parse_dtype(const char *text, diat_dtype *out) {
 }
 
 /* "[a,b,c]" for messages. */
-static void shape_text(int ndim, const int64_t *shape, char out[ST_SHAPE_TEXT]) {
+static void shape_text(int ndim, const int64_t *shape, char out[ST_SHAPE_TEXT])
+{
     size_t used = 0;
     out[used++] = '[';
     for (int i = 0; i < ndim && used < ST_SHAPE_TEXT - 24; i++)
@@ -141,13 +147,15 @@ static void shape_text(int ndim, const int64_t *shape, char out[ST_SHAPE_TEXT]) 
 }
 
 /* Elements of a validated shape (cannot overflow: checked at parse). */
-static size_t element_count(const diat_st_tensor *t) {
+static size_t element_count(const diat_st_tensor *t)
+{
     size_t count = 1;
     for (int i = 0; i < t->ndim; i++) count *= (size_t)t->shape[i];
     return count;
 }
 
-static diat_status parse_metadata(diat_safetensors *st, json_t *object, diat_error *err) {
+static diat_status parse_metadata(diat_safetensors *st, json_t *object, diat_error *err)
+{
     if (!json_is_object(object))
         return format_error(err, st->label, "has a __metadata__ entry that is not a JSON object.");
     size_t count = json_object_size(object);
@@ -155,9 +163,9 @@ static diat_status parse_metadata(diat_safetensors *st, json_t *object, diat_err
     if (!st->metadata)
         return diat_set_error(err, DIAT_ERR_MEMORY, "Out of memory reading model file %s.",
                               st->label);
-    const char *key;
-    json_t *value;
-    json_object_foreach(object, key, value) {
+    for (void *it = json_object_iter(object); it; it = json_object_iter_next(object, it)) {
+        const char *key = json_object_iter_key(it);
+        json_t *value = json_object_iter_value(it);
         if (!json_is_string(value)) {
             char name[ST_NAME_SHOWN];
             shown_name(key, name);
@@ -172,7 +180,8 @@ static diat_status parse_metadata(diat_safetensors *st, json_t *object, diat_err
 }
 
 /* A JSON integer in [0, INT64_MAX], or -1. */
-static int64_t non_negative_integer(const json_t *value) {
+static int64_t non_negative_integer(const json_t *value)
+{
     if (!json_is_integer(value)) return -1;
     json_int_t v = json_integer_value(value);
     return v < 0 ? -1 : (int64_t)v;
@@ -187,7 +196,8 @@ typedef struct byte_range {
  * the data area, which is `data_length` bytes long. */
 static diat_status parse_tensor(const diat_safetensors *st, const char *name, json_t *entry,
                                 const unsigned char *data, size_t data_length, diat_st_tensor *t,
-                                byte_range *range, diat_error *err) {
+                                byte_range *range, diat_error *err)
+{
     char shown[ST_NAME_SHOWN];
     shown_name(name, shown);
     if (!json_is_object(entry))
@@ -279,7 +289,8 @@ static diat_status parse_tensor(const diat_safetensors *st, const char *name, js
     return DIAT_OK;
 }
 
-static int compare_ranges(const void *a, const void *b) {
+static int compare_ranges(const void *a, const void *b)
+{
     const byte_range *x = a, *y = b;
     if (x->begin != y->begin) return x->begin < y->begin ? -1 : 1;
     return (x->end > y->end) - (x->end < y->end);
@@ -288,7 +299,8 @@ static int compare_ranges(const void *a, const void *b) {
 /* Two tensors sharing bytes is never produced by a writer: reject it. Empty
  * ranges hold no bytes and cannot overlap anything. */
 static diat_status check_overlaps(const diat_safetensors *st, byte_range *ranges, size_t count,
-                                  diat_error *err) {
+                                  diat_error *err)
+{
     size_t kept = 0;
     for (size_t i = 0; i < count; i++)
         if (ranges[i].end > ranges[i].begin) ranges[kept++] = ranges[i];
@@ -306,14 +318,16 @@ static diat_status check_overlaps(const diat_safetensors *st, byte_range *ranges
     return DIAT_OK;
 }
 
-static int compare_by_name(const void *a, const void *b) {
+static int compare_by_name(const void *a, const void *b)
+{
     const diat_st_tensor *const *x = a, *const *y = b;
     return strcmp((*x)->name, (*y)->name);
 }
 
 /* Validate the metadata and every tensor entry of the parsed header. */
 static diat_status parse_entries(diat_safetensors *st, const unsigned char *data,
-                                 size_t data_length, diat_error *err) {
+                                 size_t data_length, diat_error *err)
+{
     json_t *metadata = json_object_get(st->header, ST_METADATA_KEY);
     if (metadata) {
         diat_status status = parse_metadata(st, metadata, err);
@@ -330,13 +344,14 @@ static diat_status parse_entries(diat_safetensors *st, const unsigned char *data
     }
 
     diat_status status = DIAT_OK;
-    const char *name;
-    json_t *entry;
-    json_object_foreach(st->header, name, entry) {
+    json_t *header = st->header;
+    for (void *it = json_object_iter(header); it; it = json_object_iter_next(header, it)) {
+        const char *name = json_object_iter_key(it);
         if (strcmp(name, ST_METADATA_KEY) == 0) continue;
         size_t i = st->tensor_count;
         ranges[i].tensor = i;
-        status = parse_tensor(st, name, entry, data, data_length, &st->tensors[i], &ranges[i], err);
+        status = parse_tensor(st, name, json_object_iter_value(it), data, data_length,
+                              &st->tensors[i], &ranges[i], err);
         if (status != DIAT_OK) break;
         st->by_name[i] = &st->tensors[i];
         st->tensor_count++;
@@ -349,7 +364,8 @@ static diat_status parse_entries(diat_safetensors *st, const unsigned char *data
 }
 
 diat_status diat_safetensors_parse(const void *buf, size_t len, const char *label,
-                                   diat_safetensors **out, diat_error *err) {
+                                   diat_safetensors **out, diat_error *err)
+{
     if (!out) return diat_set_error(err, DIAT_ERR_ARGUMENT, "No result pointer was given.");
     *out = NULL;
     if (!buf && len) return diat_set_error(err, DIAT_ERR_ARGUMENT, "No file image was given.");
@@ -408,7 +424,8 @@ fail:
     return status;
 }
 
-diat_status diat_safetensors_open(const char *path, diat_safetensors **out, diat_error *err) {
+diat_status diat_safetensors_open(const char *path, diat_safetensors **out, diat_error *err)
+{
     if (!out || !path)
         return diat_set_error(err, DIAT_ERR_ARGUMENT, "No model file path was given.");
     *out = NULL;
@@ -452,7 +469,8 @@ diat_status diat_safetensors_open(const char *path, diat_safetensors **out, diat
     return DIAT_OK;
 }
 
-void diat_safetensors_close(diat_safetensors *st) {
+void diat_safetensors_close(diat_safetensors *st)
+{
     if (!st) return;
     if (st->mapping) munmap(st->mapping, st->mapping_length);
     json_decref(st->header);
@@ -462,15 +480,18 @@ void diat_safetensors_close(diat_safetensors *st) {
     free(st);
 }
 
-size_t diat_safetensors_count(const diat_safetensors *st) {
+size_t diat_safetensors_count(const diat_safetensors *st)
+{
     return st ? st->tensor_count : 0;
 }
 
-const diat_st_tensor *diat_safetensors_at(const diat_safetensors *st, size_t i) {
+const diat_st_tensor *diat_safetensors_at(const diat_safetensors *st, size_t i)
+{
     return st && i < st->tensor_count ? &st->tensors[i] : NULL;
 }
 
-const diat_st_tensor *diat_safetensors_find(const diat_safetensors *st, const char *name) {
+const diat_st_tensor *diat_safetensors_find(const diat_safetensors *st, const char *name)
+{
     if (!st || !name || st->tensor_count == 0) return NULL;
     diat_st_tensor probe = {.name = name};
     const diat_st_tensor *key = &probe;
@@ -479,18 +500,21 @@ const diat_st_tensor *diat_safetensors_find(const diat_safetensors *st, const ch
     return hit ? *hit : NULL;
 }
 
-size_t diat_safetensors_metadata_count(const diat_safetensors *st) {
+size_t diat_safetensors_metadata_count(const diat_safetensors *st)
+{
     return st ? st->metadata_count : 0;
 }
 
 void diat_safetensors_metadata_at(const diat_safetensors *st, size_t i, const char **key,
-                                  const char **value) {
+                                  const char **value)
+{
     int valid = st && i < st->metadata_count;
     if (key) *key = valid ? st->metadata[i].key : NULL;
     if (value) *value = valid ? st->metadata[i].value : NULL;
 }
 
-const char *diat_safetensors_metadata(const diat_safetensors *st, const char *key) {
+const char *diat_safetensors_metadata(const diat_safetensors *st, const char *key)
+{
     if (!st || !key) return NULL;
     for (size_t i = 0; i < st->metadata_count; i++)
         if (strcmp(st->metadata[i].key, key) == 0) return st->metadata[i].value;
@@ -499,7 +523,8 @@ const char *diat_safetensors_metadata(const diat_safetensors *st, const char *ke
 
 /* strtod in the C locale: metadata is written with '.', but a plug-in runs
  * in the user's locale, where the decimal separator may be ','. */
-static int parse_metadata_number(const char *text, double *out) {
+static int parse_metadata_number(const char *text, double *out)
+{
     locale_t c_numeric = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0);
     if (!c_numeric) return 0;
     locale_t previous = uselocale(c_numeric);
@@ -514,7 +539,8 @@ static int parse_metadata_number(const char *text, double *out) {
 
 /* The U8 dequantisation parameters "<name>.scale" and "<name>.min". */
 static diat_status u8_parameters(const diat_safetensors *st, const diat_st_tensor *t, double *scale,
-                                 double *minimum, diat_error *err) {
+                                 double *minimum, diat_error *err)
+{
     static const char *const suffixes[2] = {".scale", ".min"};
     double *values[2] = {scale, minimum};
     size_t name_length = strlen(t->name);
@@ -540,12 +566,9 @@ static diat_status u8_parameters(const diat_safetensors *st, const diat_st_tenso
     return DIAT_OK;
 }
 
-/* Little-endian loads from possibly unaligned bytes. */
-static uint16_t load_le16(const unsigned char *p) {
-    return (uint16_t)(p[0] | (p[1] << 8));
-}
-
-static float load_le_f32(const unsigned char *p) {
+/* A little-endian float from possibly unaligned bytes. */
+static float load_le_f32(const unsigned char *p)
+{
     uint32_t bits =
         (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
     float value;
@@ -554,7 +577,8 @@ static float load_le_f32(const unsigned char *p) {
 }
 
 diat_status diat_safetensors_read_f32(const diat_safetensors *st, const char *name, int ndim,
-                                      const int64_t *shape, float *dst, diat_error *err) {
+                                      const int64_t *shape, float *dst, diat_error *err)
+{
     if (!st || !name || !dst || ndim < 0 || ndim > DIAT_MAX_DIMS || (ndim > 0 && !shape))
         return diat_set_error(err, DIAT_ERR_ARGUMENT,
                               "Invalid arguments for reading a tensor from a model file.");
@@ -581,7 +605,8 @@ diat_status diat_safetensors_read_f32(const diat_safetensors *st, const char *na
         for (size_t i = 0; i < count; i++) dst[i] = load_le_f32(bytes + 4 * i);
         break;
     case DIAT_DTYPE_F16:
-        for (size_t i = 0; i < count; i++) dst[i] = diat_f16_to_f32(load_le16(bytes + 2 * i));
+        for (size_t i = 0; i < count; i++)
+            dst[i] = diat_f16_to_f32((uint16_t)(bytes[2 * i] | bytes[2 * i + 1] << 8));
         break;
     case DIAT_DTYPE_U8: {
         double scale, minimum;

@@ -27,28 +27,32 @@ static const double GRAD_TOL = 1e-3;    /* relative to the largest gradient */
 
 /* ---- host and device buffers -------------------------------------------- */
 
-static float *host_random(size_t count, float lo, float hi) {
+static float *host_random(size_t count, float lo, float hi)
+{
     float *p = malloc(count * sizeof *p);
     for (size_t i = 0; i < count; i++) p[i] = lo + (hi - lo) * 0.5f * (test_rand(&rng) + 1.0f);
     return p;
 }
 
 /* Random values in [-hi, -lo] u [lo, hi]: away from the kinks at 0. */
-static float *host_random_away_from_zero(size_t count, float lo, float hi) {
+static float *host_random_away_from_zero(size_t count, float lo, float hi)
+{
     float *p = host_random(count, lo, hi);
     for (size_t i = 0; i < count; i++)
         if (test_rand(&rng) < 0.0f) p[i] = -p[i];
     return p;
 }
 
-static double *to_double(const float *f, size_t count) {
+static double *to_double(const float *f, size_t count)
+{
     double *d = malloc(count * sizeof *d);
     for (size_t i = 0; i < count; i++) d[i] = f[i];
     return d;
 }
 
 /* A device tensor holding `host` (or random values in [-1, 1] if NULL). */
-static diat_tensor device_tensor(int n, int c, int h, int w, const float *host) {
+static diat_tensor device_tensor(int n, int c, int h, int w, const float *host)
+{
     diat_tensor t;
     diat_error err;
     if (diat_tensor_alloc(ctx, &t, n, c, h, w, &err) != DIAT_OK) {
@@ -61,13 +65,15 @@ static diat_tensor device_tensor(int n, int c, int h, int w, const float *host) 
     return t;
 }
 
-static float *download(const diat_tensor *t) {
+static float *download(const diat_tensor *t)
+{
     float *p = malloc(diat_tensor_count(t) * sizeof *p);
     diat_tensor_download(ctx, t, p);
     return p;
 }
 
-static double *download_double(const diat_tensor *t) {
+static double *download_double(const diat_tensor *t)
+{
     float *f = download(t);
     double *d = to_double(f, diat_tensor_count(t));
     free(f);
@@ -78,8 +84,8 @@ static double *download_double(const diat_tensor *t) {
 
 /* |got - want| <= tol * max|want| everywhere (NAN in want: not checked);
  * a NaN in got always fails. Names the worst element when it fails. */
-static int matches(const float *got, const double *want, size_t count, double tol,
-                   const char *what) {
+static int matches(const float *got, const double *want, size_t count, double tol, const char *what)
+{
     double scale = 1e-3, worst = 0.0;
     size_t at = 0;
     int saw_nan = 0;
@@ -110,13 +116,15 @@ typedef struct reference {
     size_t out_len;
 } reference;
 
-static double *reference_output(const reference *ref) {
+static double *reference_output(const reference *ref)
+{
     double *out = calloc(ref->out_len, sizeof *out);
     ref->forward(ref->op, ref->in, out);
     return out;
 }
 
-static double reference_loss(const reference *ref, const double *r, double *out) {
+static double reference_loss(const reference *ref, const double *r, double *out)
+{
     ref->forward(ref->op, ref->in, out);
     double loss = 0.0;
     for (size_t i = 0; i < ref->out_len; i++) loss += r[i] * out[i];
@@ -125,7 +133,8 @@ static double reference_loss(const reference *ref, const double *r, double *out)
 
 /* dL/d in[which] by central differences: every element, or a random sample
  * of FD_MAX_SAMPLES for big inputs (the rest NAN, i.e. not checked). */
-static double *fd_gradient(const reference *ref, int which, const double *r) {
+static double *fd_gradient(const reference *ref, int which, const double *r)
+{
     size_t len = ref->in_len[which];
     double *grad = malloc(len * sizeof *grad), *out = malloc(ref->out_len * sizeof *out);
     int sampled = len > FD_MAX_SAMPLES;
@@ -144,7 +153,8 @@ static double *fd_gradient(const reference *ref, int which, const double *r) {
     return grad;
 }
 
-static void check_forward(const char *label, const reference *ref, const diat_tensor *y) {
+static void check_forward(const char *label, const reference *ref, const diat_tensor *y)
+{
     double *want = reference_output(ref);
     float *got = download(y);
     CHECK_MSG(matches(got, want, ref->out_len, FORWARD_TOL, label), "%s forward", label);
@@ -165,7 +175,8 @@ typedef void (*backward_fn)(void *state);
  * state) twice and checks g1 - g0 against finite differences and
  * g2 - g0 against 2 (g1 - g0). Returns whether all gradients matched. */
 static int check_gradients(const char *label, const reference *ref, const double *r,
-                           grad_output *outs, int count, backward_fn run, void *state) {
+                           grad_output *outs, int count, backward_fn run, void *state)
+{
     float *g0[MAX_INPUTS], *delta[MAX_INPUTS];
     int all_ok = 1;
     for (int k = 0; k < count; k++) {
@@ -203,13 +214,15 @@ static int check_gradients(const char *label, const reference *ref, const double
     return all_ok;
 }
 
-static void free_reference_inputs(reference *ref) {
+static void free_reference_inputs(reference *ref)
+{
     for (int i = 0; i < MAX_INPUTS; i++) free(ref->in[i]);
 }
 
 /* ---- memory and element-wise helpers ------------------------------------- */
 
-static void test_memory_ops(void) {
+static void test_memory_ops(void)
+{
     const size_t count = 1003;
     float *p = be->alloc(ctx, count);
     CHECK(p != NULL);
@@ -247,11 +260,13 @@ typedef struct conv_case {
     int n, in_c, h, w, out_c, k, stride, pad, bias;
 } conv_case;
 
-static int conv_out(int len, const conv_case *c) {
+static int conv_out(int len, const conv_case *c)
+{
     return (len + 2 * c->pad - c->k) / c->stride + 1;
 }
 
-static void conv_reference(const void *op, double *const *in, double *out) {
+static void conv_reference(const void *op, double *const *in, double *out)
+{
     const conv_case *c = op;
     const double *x = in[0], *w = in[1], *b = c->bias ? in[2] : NULL;
     int oh = conv_out(c->h, c), ow = conv_out(c->w, c);
@@ -279,14 +294,16 @@ typedef struct conv_state {
     int bias, want_dx, want_dw;
 } conv_state;
 
-static void conv_backward(void *p) {
+static void conv_backward(void *p)
+{
     conv_state *s = p;
     be->conv2d_backward(ctx, &s->x, &s->w, &s->dy, s->g, s->want_dx ? &s->dx : NULL,
                         s->want_dw ? &s->dw : NULL, s->bias && s->want_dw ? &s->db : NULL);
 }
 
 /* Returns whether the gradients matched (the self-test expects a failure). */
-static int check_conv(const conv_case *c, int corrupt_weight_grad) {
+static int check_conv(const conv_case *c, int corrupt_weight_grad)
+{
     char label[96];
     snprintf(label, sizeof label, "conv n%d %dx%dx%d->%d k%d s%d p%d%s", c->n, c->in_c, c->h, c->w,
              c->out_c, c->k, c->stride, c->pad, c->bias ? " bias" : "");
@@ -329,7 +346,8 @@ static int check_conv(const conv_case *c, int corrupt_weight_grad) {
     return ok;
 }
 
-static void test_conv2d(void) {
+static void test_conv2d(void)
+{
     static const conv_case cases[] = {
         {2, 3, 7, 9, 4, 3, 1, 1, 1},    /* 3x3 same, non-square, batch 2 */
         {1, 5, 6, 8, 3, 1, 1, 0, 1},    /* pointwise: direct GEMM path */
@@ -345,7 +363,8 @@ static void test_conv2d(void) {
 
 /* The gradient checker must be able to fail: against a reference whose
  * weight differs in one element, the gradients cannot all match. */
-static void test_checker_detects_errors(void) {
+static void test_checker_detects_errors(void)
+{
     static const conv_case c = {1, 2, 5, 5, 2, 3, 1, 1, 1};
     quiet = 1;
     int ok = check_conv(&c, 1);
@@ -365,7 +384,8 @@ typedef struct linear_case {
     int n, in, out;
 } linear_case;
 
-static void linear_reference(const void *op, double *const *in, double *out) {
+static void linear_reference(const void *op, double *const *in, double *out)
+{
     const linear_case *c = op;
     for (int i = 0; i < c->n; i++)
         for (int o = 0; o < c->out; o++) {
@@ -379,12 +399,14 @@ typedef struct linear_state {
     diat_tensor x, w, dy, dx, dw, db;
 } linear_state;
 
-static void linear_backward(void *p) {
+static void linear_backward(void *p)
+{
     linear_state *s = p;
     be->linear_backward(ctx, &s->x, &s->w, &s->dy, &s->dx, &s->dw, &s->db);
 }
 
-static void test_linear(void) {
+static void test_linear(void)
+{
     static const linear_case c = {3, 2 * 2 * 3, 5}; /* x [3, 2, 2, 3] flattens to 12 */
     linear_state s;
     s.x = device_tensor(c.n, 2, 2, 3, NULL);
@@ -422,14 +444,15 @@ typedef struct norm_case {
 
 /* Element i of run r of normalisation group g: channel g of sample r
  * (batch norm) or plane g (instance norm, one run). */
-static double group_value(const norm_case *c, const double *x, int g, int r, int i) {
+static double group_value(const norm_case *c, const double *x, int g, int r, int i)
+{
     int plane = c->h * c->w;
     return c->per_instance ? x[g * plane + i] : x[(r * c->c + g) * plane + i];
 }
 
 /* Mean and biased variance of group g. */
-static void norm_group_stats(const norm_case *c, const double *x, int g, double *mean,
-                             double *var) {
+static void norm_group_stats(const norm_case *c, const double *x, int g, double *mean, double *var)
+{
     int plane = c->h * c->w, runs = c->per_instance ? 1 : c->n;
     double sum = 0.0, sq = 0.0;
     for (int r = 0; r < runs; r++)
@@ -444,7 +467,8 @@ static void norm_group_stats(const norm_case *c, const double *x, int g, double 
 }
 
 /* in: x, gamma, beta */
-static void norm_reference(const void *op, double *const *in, double *out) {
+static void norm_reference(const void *op, double *const *in, double *out)
+{
     const norm_case *c = op;
     int plane = c->h * c->w;
     for (int n = 0; n < c->n; n++)
@@ -463,7 +487,8 @@ typedef struct norm_state {
     int per_instance;
 } norm_state;
 
-static void norm_backward(void *p) {
+static void norm_backward(void *p)
+{
     norm_state *s = p;
     if (s->per_instance)
         be->instancenorm_backward(ctx, &s->x, &s->gamma, &s->save_mean, &s->save_invstd, &s->dy,
@@ -473,7 +498,8 @@ static void norm_backward(void *p) {
                                &s->dx, &s->dgamma, &s->dbeta);
 }
 
-static void check_norm(const norm_case *c) {
+static void check_norm(const norm_case *c)
+{
     const char *label = c->per_instance ? "instancenorm" : "batchnorm train";
     const float momentum = 0.1f;
     int groups = c->per_instance ? c->n * c->c : c->c;
@@ -548,18 +574,21 @@ static void check_norm(const norm_case *c) {
     free(want_mean), free(want_invstd), free(want_rm), free(want_rv);
 }
 
-static void test_batchnorm_train(void) {
+static void test_batchnorm_train(void)
+{
     static const norm_case cases[] = {
         {3, 4, 5, 6, 1e-5f, 0}, {2, 3, 1, 1, 1e-3f, 0}, {1, 2, 7, 3, 1e-5f, 0}};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) check_norm(&cases[i]);
 }
 
-static void test_instancenorm(void) {
+static void test_instancenorm(void)
+{
     static const norm_case cases[] = {{2, 3, 5, 4, 1e-5f, 1}, {1, 2, 3, 7, 1e-3f, 1}};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) check_norm(&cases[i]);
 }
 
-static void test_batchnorm_infer(void) {
+static void test_batchnorm_infer(void)
+{
     const int n = 2, c = 3, h = 4, w = 5;
     const float eps = 1e-5f;
     diat_tensor x = device_tensor(n, c, h, w, NULL), y = device_tensor(n, c, h, w, NULL);
@@ -591,26 +620,17 @@ typedef struct activation_case {
     size_t count;
 } activation_case;
 
-static void activation_reference(const void *op, double *const *in, double *out) {
+static void activation_reference(const void *op, double *const *in, double *out)
+{
     const activation_case *c = op;
     for (size_t i = 0; i < c->count; i++) {
         double x = in[0][i];
         switch (c->kind) {
-        case DIAT_ACT_IDENTITY:
-            out[i] = x;
-            break;
-        case DIAT_ACT_RELU:
-            out[i] = x > 0 ? x : 0;
-            break;
-        case DIAT_ACT_LEAKY_RELU:
-            out[i] = x > 0 ? x : c->slope * x;
-            break;
-        case DIAT_ACT_SIGMOID:
-            out[i] = 1.0 / (1.0 + exp(-x));
-            break;
-        case DIAT_ACT_TANH:
-            out[i] = tanh(x);
-            break;
+        case DIAT_ACT_IDENTITY: out[i] = x; break;
+        case DIAT_ACT_RELU: out[i] = x > 0 ? x : 0; break;
+        case DIAT_ACT_LEAKY_RELU: out[i] = x > 0 ? x : c->slope * x; break;
+        case DIAT_ACT_SIGMOID: out[i] = 1.0 / (1.0 + exp(-x)); break;
+        case DIAT_ACT_TANH: out[i] = tanh(x); break;
         }
     }
 }
@@ -620,13 +640,15 @@ typedef struct activation_state {
     diat_tensor y, dy, dx;
 } activation_state;
 
-static void activation_backward(void *p) {
+static void activation_backward(void *p)
+{
     activation_state *s = p;
     be->activation_backward(ctx, s->c->kind, s->c->slope, s->y.data, s->dy.data, s->dx.data,
                             s->c->count);
 }
 
-static void test_activations(void) {
+static void test_activations(void)
+{
     static const activation_case cases[] = {
         {DIAT_ACT_IDENTITY, 0.0f, "identity", 37},
         {DIAT_ACT_RELU, 0.0f, "relu", 41},
@@ -681,7 +703,8 @@ struct unary_case {
 #define IN_AT(u_, n_, c_, i_, j_) PLANE_AT((u_)->c, (u_)->h, (u_)->w, n_, c_, i_, j_)
 #define OUT_AT(u_, n_, c_, i_, j_) PLANE_AT((u_)->out_c, (u_)->out_h, (u_)->out_w, n_, c_, i_, j_)
 
-static void depth_to_space_reference(const void *op, double *const *in, double *out) {
+static void depth_to_space_reference(const void *op, double *const *in, double *out)
+{
     const unary_case *u = op;
     int r = u->a;
     for (int n = 0; n < u->n; n++)
@@ -694,7 +717,8 @@ static void depth_to_space_reference(const void *op, double *const *in, double *
                                 in[0][IN_AT(u, n, c * r * r + i * r + j, h, w)];
 }
 
-static void nearest_reference(const void *op, double *const *in, double *out) {
+static void nearest_reference(const void *op, double *const *in, double *out)
+{
     const unary_case *u = op;
     for (int n = 0; n < u->n; n++)
         for (int c = 0; c < u->c; c++)
@@ -705,7 +729,8 @@ static void nearest_reference(const void *op, double *const *in, double *out) {
 
 /* PyTorch bilinear, align_corners=False, for one axis: the two source
  * indices and the weight of the second. */
-static void bilinear_axis(int o, int f, int len, int *i0, int *i1, double *frac) {
+static void bilinear_axis(int o, int f, int len, int *i0, int *i1, double *frac)
+{
     double src = (o + 0.5) / f - 0.5;
     if (src < 0.0) src = 0.0;
     *i0 = (int)floor(src);
@@ -713,7 +738,8 @@ static void bilinear_axis(int o, int f, int len, int *i0, int *i1, double *frac)
     *frac = src - *i0;
 }
 
-static void bilinear_reference(const void *op, double *const *in, double *out) {
+static void bilinear_reference(const void *op, double *const *in, double *out)
+{
     const unary_case *u = op;
     for (int n = 0; n < u->n; n++)
         for (int c = 0; c < u->c; c++)
@@ -731,7 +757,8 @@ static void bilinear_reference(const void *op, double *const *in, double *out) {
                 }
 }
 
-static void avgpool_reference(const void *op, double *const *in, double *out) {
+static void avgpool_reference(const void *op, double *const *in, double *out)
+{
     const unary_case *u = op;
     int k = u->a, s = u->b;
     for (int n = 0; n < u->n; n++)
@@ -746,12 +773,14 @@ static void avgpool_reference(const void *op, double *const *in, double *out) {
                 }
 }
 
-static int clamp_to(int i, int len) {
+static int clamp_to(int i, int len)
+{
     return i < 0 ? 0 : i >= len ? len - 1 : i;
 }
 
 /* The full 5x5 sum with edge-replicated borders (no separation). */
-static void gaussian_reference(const void *op, double *const *in, double *out) {
+static void gaussian_reference(const void *op, double *const *in, double *out)
+{
     const unary_case *u = op;
     for (int n = 0; n < u->n; n++)
         for (int c = 0; c < u->c; c++)
@@ -767,34 +796,44 @@ static void gaussian_reference(const void *op, double *const *in, double *out) {
                 }
 }
 
-static void d2s_fwd(const unary_case *u, const diat_tensor *x, diat_tensor *y) {
+static void d2s_fwd(const unary_case *u, const diat_tensor *x, diat_tensor *y)
+{
     be->depth_to_space_forward(ctx, x, u->a, y);
 }
-static void d2s_bwd(const unary_case *u, const diat_tensor *dy, diat_tensor *dx) {
+static void d2s_bwd(const unary_case *u, const diat_tensor *dy, diat_tensor *dx)
+{
     be->depth_to_space_backward(ctx, dy, u->a, dx);
 }
-static void nearest_fwd(const unary_case *u, const diat_tensor *x, diat_tensor *y) {
+static void nearest_fwd(const unary_case *u, const diat_tensor *x, diat_tensor *y)
+{
     be->upsample_nearest_forward(ctx, x, u->a, y);
 }
-static void nearest_bwd(const unary_case *u, const diat_tensor *dy, diat_tensor *dx) {
+static void nearest_bwd(const unary_case *u, const diat_tensor *dy, diat_tensor *dx)
+{
     be->upsample_nearest_backward(ctx, dy, u->a, dx);
 }
-static void bilinear_fwd(const unary_case *u, const diat_tensor *x, diat_tensor *y) {
+static void bilinear_fwd(const unary_case *u, const diat_tensor *x, diat_tensor *y)
+{
     be->upsample_bilinear_forward(ctx, x, u->a, y);
 }
-static void bilinear_bwd(const unary_case *u, const diat_tensor *dy, diat_tensor *dx) {
+static void bilinear_bwd(const unary_case *u, const diat_tensor *dy, diat_tensor *dx)
+{
     be->upsample_bilinear_backward(ctx, dy, u->a, dx);
 }
-static void avgpool_fwd(const unary_case *u, const diat_tensor *x, diat_tensor *y) {
+static void avgpool_fwd(const unary_case *u, const diat_tensor *x, diat_tensor *y)
+{
     be->avgpool_forward(ctx, x, u->a, u->b, y);
 }
-static void avgpool_bwd(const unary_case *u, const diat_tensor *dy, diat_tensor *dx) {
+static void avgpool_bwd(const unary_case *u, const diat_tensor *dy, diat_tensor *dx)
+{
     be->avgpool_backward(ctx, dy, u->a, u->b, dx);
 }
-static void gaussian_fwd(const unary_case *u, const diat_tensor *x, diat_tensor *y) {
+static void gaussian_fwd(const unary_case *u, const diat_tensor *x, diat_tensor *y)
+{
     be->gaussian5_forward(ctx, x, u->taps, y);
 }
-static void gaussian_bwd(const unary_case *u, const diat_tensor *dy, diat_tensor *dx) {
+static void gaussian_bwd(const unary_case *u, const diat_tensor *dy, diat_tensor *dx)
+{
     be->gaussian5_backward(ctx, dy, u->taps, dx);
 }
 
@@ -803,12 +842,14 @@ typedef struct unary_state {
     diat_tensor dy, dx;
 } unary_state;
 
-static void unary_backward(void *p) {
+static void unary_backward(void *p)
+{
     unary_state *s = p;
     s->u->backward(s->u, &s->dy, &s->dx);
 }
 
-static void check_unary(const unary_case *u) {
+static void check_unary(const unary_case *u)
+{
     char label[96];
     snprintf(label, sizeof label, "%s %dx%dx%dx%d (%d, %d)", u->name, u->n, u->c, u->h, u->w, u->a,
              u->b);
@@ -832,7 +873,8 @@ static void check_unary(const unary_case *u) {
     free(r), free(rd);
 }
 
-static void test_depth_to_space(void) {
+static void test_depth_to_space(void)
+{
     static const unary_case cases[] = {
         {"depth_to_space", 2, 12, 3, 4, 3, 6, 8, 2, 0, NULL, depth_to_space_reference, d2s_fwd,
          d2s_bwd},
@@ -850,7 +892,8 @@ static void test_depth_to_space(void) {
     diat_tensor_release(ctx, &x), diat_tensor_release(ctx, &y);
 }
 
-static void test_upsample_nearest(void) {
+static void test_upsample_nearest(void)
+{
     static const unary_case cases[] = {
         {"nearest", 2, 3, 4, 5, 3, 8, 10, 2, 0, NULL, nearest_reference, nearest_fwd, nearest_bwd},
         {"nearest", 1, 2, 3, 2, 2, 9, 6, 3, 0, NULL, nearest_reference, nearest_fwd, nearest_bwd},
@@ -858,7 +901,8 @@ static void test_upsample_nearest(void) {
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) check_unary(&cases[i]);
 }
 
-static void test_upsample_bilinear(void) {
+static void test_upsample_bilinear(void)
+{
     static const unary_case cases[] = {
         {"bilinear", 2, 2, 5, 4, 2, 10, 8, 2, 0, NULL, bilinear_reference, bilinear_fwd,
          bilinear_bwd},
@@ -881,7 +925,8 @@ static void test_upsample_bilinear(void) {
     diat_tensor_release(ctx, &x), diat_tensor_release(ctx, &y);
 }
 
-static void test_avgpool(void) {
+static void test_avgpool(void)
+{
     static const unary_case cases[] = {
         {"avgpool", 2, 3, 6, 8, 3, 3, 4, 2, 2, NULL, avgpool_reference, avgpool_fwd, avgpool_bwd},
         {"avgpool", 1, 2, 6, 7, 2, 2, 3, 3, 2, NULL, avgpool_reference, avgpool_fwd, avgpool_bwd},
@@ -890,7 +935,8 @@ static void test_avgpool(void) {
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) check_unary(&cases[i]);
 }
 
-static void test_gaussian5(void) {
+static void test_gaussian5(void)
+{
     const float *taps = diat_gaussian5_taps();
     double norm = 0.0;
     for (int d = -2; d <= 2; d++) norm += exp(-0.5 * d * d);
@@ -931,7 +977,8 @@ typedef struct concat_case {
     int n, ca, cb, h, w;
 } concat_case;
 
-static void concat_reference(const void *op, double *const *in, double *out) {
+static void concat_reference(const void *op, double *const *in, double *out)
+{
     const concat_case *c = op;
     int plane = c->h * c->w;
     for (int n = 0; n < c->n; n++)
@@ -947,12 +994,14 @@ typedef struct concat_state {
     int want_a, want_b;
 } concat_state;
 
-static void concat_backward(void *p) {
+static void concat_backward(void *p)
+{
     concat_state *s = p;
     be->concat_backward(ctx, &s->dy, s->want_a ? &s->da : NULL, s->want_b ? &s->db : NULL);
 }
 
-static void test_concat(void) {
+static void test_concat(void)
+{
     static const concat_case c = {2, 3, 2, 4, 5};
     concat_state s = {.want_a = 1, .want_b = 1};
     diat_tensor a = device_tensor(c.n, c.ca, c.h, c.w, NULL),
@@ -983,7 +1032,8 @@ static void test_concat(void) {
 
 /* ---- binarize (straight-through) ---------------------------------------------- */
 
-static void test_binarize(void) {
+static void test_binarize(void)
+{
     const size_t count = 57;
     const float threshold = 0.5f;
     float *xh = host_random_away_from_zero(count, 0.02f, 0.5f);
@@ -1015,7 +1065,8 @@ static void test_binarize(void) {
     free(xh), free(dyh), free(g0), free(got), free(once), free(twice);
 }
 
-int main(void) {
+int main(void)
+{
     diat_backend_kind kind = DIAT_BACKEND_CPU;
     const char *wanted = getenv("DIAT_TEST_BACKEND");
     if (wanted && *wanted && diat_backend_kind_parse(wanted, &kind) != 0) {

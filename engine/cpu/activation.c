@@ -14,7 +14,8 @@
 #include <math.h>
 
 void diat_cpu_activation_forward(diat_context *ctx, diat_activation kind, float slope,
-                                 const float *x, float *y, size_t count) {
+                                 const float *x, float *y, size_t count)
+{
     (void)ctx;
     switch (kind) {
     case DIAT_ACT_IDENTITY:
@@ -37,7 +38,8 @@ void diat_cpu_activation_forward(diat_context *ctx, diat_activation kind, float 
 }
 
 void diat_cpu_activation_backward(diat_context *ctx, diat_activation kind, float slope,
-                                  const float *y, const float *dy, float *dx, size_t count) {
+                                  const float *y, const float *dy, float *dx, size_t count)
+{
     (void)ctx;
     switch (kind) {
     case DIAT_ACT_IDENTITY:

@@ -9,7 +9,8 @@
  * tensor's start never split a line. */
 enum { CPU_ALIGNMENT = 64 };
 
-static float *cpu_alloc(diat_context *ctx, size_t count) {
+static float *cpu_alloc(diat_context *ctx, size_t count)
+{
     (void)ctx;
     size_t bytes = count * sizeof(float);
     if (count != 0 && bytes / sizeof(float) != count) return NULL; /* overflow */
@@ -20,32 +21,38 @@ static float *cpu_alloc(diat_context *ctx, size_t count) {
     return aligned_alloc(CPU_ALIGNMENT, rounded);
 }
 
-static void cpu_release(diat_context *ctx, float *p) {
+static void cpu_release(diat_context *ctx, float *p)
+{
     (void)ctx;
     free(p);
 }
 
-static void cpu_upload(diat_context *ctx, float *dst, const float *host, size_t count) {
+static void cpu_upload(diat_context *ctx, float *dst, const float *host, size_t count)
+{
     (void)ctx;
     if (count) memcpy(dst, host, count * sizeof(float));
 }
 
-static void cpu_download(diat_context *ctx, float *host, const float *src, size_t count) {
+static void cpu_download(diat_context *ctx, float *host, const float *src, size_t count)
+{
     (void)ctx;
     if (count) memcpy(host, src, count * sizeof(float));
 }
 
-static void cpu_fill(diat_context *ctx, float *dst, float value, size_t count) {
+static void cpu_fill(diat_context *ctx, float *dst, float value, size_t count)
+{
     (void)ctx;
     for (size_t i = 0; i < count; i++) dst[i] = value;
 }
 
-static void cpu_axpy(diat_context *ctx, float alpha, const float *x, float *y, size_t count) {
+static void cpu_axpy(diat_context *ctx, float alpha, const float *x, float *y, size_t count)
+{
     (void)ctx;
     for (size_t i = 0; i < count; i++) y[i] += alpha * x[i];
 }
 
-static void cpu_add(diat_context *ctx, const float *a, const float *b, float *y, size_t count) {
+static void cpu_add(diat_context *ctx, const float *a, const float *b, float *y, size_t count)
+{
     (void)ctx;
     for (size_t i = 0; i < count; i++) y[i] = a[i] + b[i];
 }
@@ -92,6 +99,7 @@ static const diat_backend cpu_backend = {
     .binarize_backward = diat_cpu_binarize_backward,
 };
 
-const diat_backend *diat_backend_cpu(void) {
+const diat_backend *diat_backend_cpu(void)
+{
     return &cpu_backend;
 }

@@ -43,7 +43,8 @@ enum {
 };
 
 static conv_shape conv_shape_of(const diat_tensor *x, const diat_tensor *weight,
-                                const diat_tensor *y, diat_conv_geometry g) {
+                                const diat_tensor *y, diat_conv_geometry g)
+{
     conv_shape s;
     s.in_c = x->c;
     s.in_h = x->h;
@@ -60,13 +61,15 @@ static conv_shape conv_shape_of(const diat_tensor *x, const diat_tensor *weight,
     return s;
 }
 
-static int is_pointwise(const conv_shape *s) {
+static int is_pointwise(const conv_shape *s)
+{
     return s->k == 1 && s->stride == 1 && s->pad == 0;
 }
 
 /* Output positions o in [0, out_len) whose input index o*stride + offset
  * lies inside [0, in_len): [*lo, *hi). Everything else reads padding. */
-static void valid_range(int offset, int stride, int in_len, int out_len, int *lo, int *hi) {
+static void valid_range(int offset, int stride, int in_len, int out_len, int *lo, int *hi)
+{
     int first = offset >= 0 ? 0 : (-offset + stride - 1) / stride;
     int end = in_len - offset <= 0 ? 0 : (in_len - offset + stride - 1) / stride;
     if (end > out_len) end = out_len;
@@ -76,7 +79,8 @@ static void valid_range(int offset, int stride, int in_len, int out_len, int *lo
 }
 
 /* Band of output rows [row0, row1): col[patch][(row1-row0)*out_w]. */
-static void im2col_band(const conv_shape *s, const float *image, int row0, int row1, float *col) {
+static void im2col_band(const conv_shape *s, const float *image, int row0, int row1, float *col)
+{
     const size_t band_len = (size_t)(row1 - row0) * s->out_w;
     for (int c = 0; c < s->in_c; c++) {
         const float *channel = image + (size_t)c * s->in_plane;
@@ -105,7 +109,8 @@ static void im2col_band(const conv_shape *s, const float *image, int row0, int r
 }
 
 /* The adjoint of im2col_band: image += scatter(col). */
-static void col2im_band(const conv_shape *s, const float *col, int row0, int row1, float *image) {
+static void col2im_band(const conv_shape *s, const float *col, int row0, int row1, float *image)
+{
     const size_t band_len = (size_t)(row1 - row0) * s->out_w;
     for (int c = 0; c < s->in_c; c++) {
         float *channel = image + (size_t)c * s->in_plane;
@@ -129,7 +134,8 @@ static void col2im_band(const conv_shape *s, const float *col, int row0, int row
 }
 
 /* Rows of output per band for a budget of `band_floats` column floats. */
-static int band_rows(const conv_shape *s, size_t band_floats) {
+static int band_rows(const conv_shape *s, size_t band_floats)
+{
     size_t per_row = (size_t)s->patch * s->out_w;
     size_t rows = band_floats / per_row;
     size_t min_rows = (MIN_BAND_COLUMNS + (size_t)s->out_w - 1) / (size_t)s->out_w;
@@ -140,7 +146,8 @@ static int band_rows(const conv_shape *s, size_t band_floats) {
 
 /* Scratch for bands of `*rows` output rows, shrinking to one row if the
  * preferred size cannot be had. NULL only if even one row does not fit. */
-static float *band_scratch(diat_context *ctx, const conv_shape *s, int *rows) {
+static float *band_scratch(diat_context *ctx, const conv_shape *s, int *rows)
+{
     float *col = diat_context_scratch(ctx, (size_t)*rows * s->out_w * s->patch);
     if (!col && *rows > 1) {
         *rows = 1;
@@ -151,7 +158,8 @@ static float *band_scratch(diat_context *ctx, const conv_shape *s, int *rows) {
 
 /* Direct loops: used only when not even one band of scratch could be
  * allocated, because the op has no way to report the failure. */
-static void direct_forward(const conv_shape *s, const float *x, const float *w, float *y) {
+static void direct_forward(const conv_shape *s, const float *x, const float *w, float *y)
+{
     for (int o = 0; o < s->out_c; o++)
         for (int oh = 0; oh < s->out_h; oh++)
             for (int ow = 0; ow < s->out_w; ow++) {
@@ -172,7 +180,8 @@ static void direct_forward(const conv_shape *s, const float *x, const float *w, 
 }
 
 static void direct_backward(const conv_shape *s, const float *x, const float *w, const float *dy,
-                            float *dx, float *dw) {
+                            float *dx, float *dw)
+{
     for (int o = 0; o < s->out_c; o++)
         for (int oh = 0; oh < s->out_h; oh++)
             for (int ow = 0; ow < s->out_w; ow++) {
@@ -194,7 +203,8 @@ static void direct_backward(const conv_shape *s, const float *x, const float *w,
 }
 
 void diat_cpu_conv2d_forward(diat_context *ctx, const diat_tensor *x, const diat_tensor *weight,
-                             const diat_tensor *bias, diat_conv_geometry g, diat_tensor *y) {
+                             const diat_tensor *bias, diat_conv_geometry g, diat_tensor *y)
+{
     const conv_shape s = conv_shape_of(x, weight, y, g);
     const int pointwise = is_pointwise(&s);
     int rows = band_rows(&s, FORWARD_BAND_FLOATS);
@@ -230,7 +240,8 @@ void diat_cpu_conv2d_forward(diat_context *ctx, const diat_tensor *x, const diat
 
 void diat_cpu_conv2d_backward(diat_context *ctx, const diat_tensor *x, const diat_tensor *weight,
                               const diat_tensor *dy, diat_conv_geometry g, diat_tensor *dx,
-                              diat_tensor *dweight, diat_tensor *dbias) {
+                              diat_tensor *dweight, diat_tensor *dbias)
+{
     const conv_shape s = conv_shape_of(x, weight, dy, g);
     const int pointwise = is_pointwise(&s);
     float *dw = dweight ? dweight->data : NULL;

@@ -19,16 +19,19 @@ static const float gaussian5_sigma1[TAPS] = {
     5.4488684550e-02f, 2.4420134200e-01f, 4.0261994689e-01f, 2.4420134200e-01f, 5.4488684550e-02f,
 };
 
-const float *diat_gaussian5_taps(void) {
+const float *diat_gaussian5_taps(void)
+{
     return gaussian5_sigma1;
 }
 
-static int clamp_index(int i, int len) {
+static int clamp_index(int i, int len)
+{
     return i < 0 ? 0 : i >= len ? len - 1 : i;
 }
 
 /* tmp = V(src): each output row is a weighted sum of five whole rows. */
-static void vertical_pass(const float *src, float *tmp, int h, int w, const float *taps) {
+static void vertical_pass(const float *src, float *tmp, int h, int w, const float *taps)
+{
     for (int i = 0; i < h; i++) {
         float *out = tmp + (size_t)i * w;
         for (int j = 0; j < w; j++) out[j] = 0.0f;
@@ -41,7 +44,8 @@ static void vertical_pass(const float *src, float *tmp, int h, int w, const floa
 }
 
 /* dst = H(tmp). */
-static void horizontal_pass(const float *tmp, float *dst, int h, int w, const float *taps) {
+static void horizontal_pass(const float *tmp, float *dst, int h, int w, const float *taps)
+{
     for (int i = 0; i < h; i++) {
         const float *row = tmp + (size_t)i * w;
         float *out = dst + (size_t)i * w;
@@ -55,7 +59,8 @@ static void horizontal_pass(const float *tmp, float *dst, int h, int w, const fl
 }
 
 /* tmp = H^T(src): output j scatters taps[d] * src[j] to clamp(j + d). */
-static void horizontal_adjoint(const float *src, float *tmp, int h, int w, const float *taps) {
+static void horizontal_adjoint(const float *src, float *tmp, int h, int w, const float *taps)
+{
     for (int i = 0; i < h; i++) {
         const float *row = src + (size_t)i * w;
         float *out = tmp + (size_t)i * w;
@@ -68,7 +73,8 @@ static void horizontal_adjoint(const float *src, float *tmp, int h, int w, const
 
 /* dst += V^T(tmp): row i scatters taps[d] * tmp[i] to row clamp(i + d). */
 static void vertical_adjoint_accumulate(const float *tmp, float *dst, int h, int w,
-                                        const float *taps) {
+                                        const float *taps)
+{
     for (int i = 0; i < h; i++) {
         const float *row = tmp + (size_t)i * w;
         for (int d = -RADIUS; d <= RADIUS; d++) {
@@ -80,7 +86,8 @@ static void vertical_adjoint_accumulate(const float *tmp, float *dst, int h, int
 }
 
 void diat_cpu_gaussian5_forward(diat_context *ctx, const diat_tensor *x, const float *taps,
-                                diat_tensor *y) {
+                                diat_tensor *y)
+{
     const int h = x->h, w = x->w;
     const size_t plane = (size_t)h * w, planes = (size_t)x->n * x->c;
     float *tmp = diat_context_scratch(ctx, plane);
@@ -106,7 +113,8 @@ void diat_cpu_gaussian5_forward(diat_context *ctx, const diat_tensor *x, const f
 }
 
 void diat_cpu_gaussian5_backward(diat_context *ctx, const diat_tensor *dy, const float *taps,
-                                 diat_tensor *dx) {
+                                 diat_tensor *dx)
+{
     const int h = dy->h, w = dy->w;
     const size_t plane = (size_t)h * w, planes = (size_t)dy->n * dy->c;
     float *tmp = diat_context_scratch(ctx, plane);
@@ -128,12 +136,14 @@ void diat_cpu_gaussian5_backward(diat_context *ctx, const diat_tensor *dy, const
 }
 
 void diat_cpu_binarize_forward(diat_context *ctx, const float *x, float threshold, float *y,
-                               size_t count) {
+                               size_t count)
+{
     (void)ctx;
     for (size_t i = 0; i < count; i++) y[i] = x[i] > threshold ? 1.0f : 0.0f;
 }
 
-void diat_cpu_binarize_backward(diat_context *ctx, const float *dy, float *dx, size_t count) {
+void diat_cpu_binarize_backward(diat_context *ctx, const float *dy, float *dx, size_t count)
+{
     (void)ctx;
     for (size_t i = 0; i < count; i++) dx[i] += dy[i];
 }

@@ -4,12 +4,14 @@
 #include "ops-cpu.h"
 
 /* Features per sample: the product of the non-batch dimensions. */
-static int features_of(const diat_tensor *t) {
+static int features_of(const diat_tensor *t)
+{
     return t->c * t->h * t->w;
 }
 
 void diat_cpu_linear_forward(diat_context *ctx, const diat_tensor *x, const diat_tensor *weight,
-                             const diat_tensor *bias, diat_tensor *y) {
+                             const diat_tensor *bias, diat_tensor *y)
+{
     (void)ctx;
     const int batch = x->n, in = features_of(x), out = weight->n;
     float beta = 0.0f;
@@ -24,7 +26,8 @@ void diat_cpu_linear_forward(diat_context *ctx, const diat_tensor *x, const diat
 
 void diat_cpu_linear_backward(diat_context *ctx, const diat_tensor *x, const diat_tensor *weight,
                               const diat_tensor *dy, diat_tensor *dx, diat_tensor *dweight,
-                              diat_tensor *dbias) {
+                              diat_tensor *dbias)
+{
     (void)ctx;
     const int batch = x->n, in = features_of(x), out = weight->n;
     /* dx [n, in] += dy [n, out] * W [out, in] */

@@ -18,12 +18,14 @@ typedef struct norm_group {
     size_t runs, run_stride, plane;
 } norm_group;
 
-static size_t group_count(norm_group g) {
+static size_t group_count(norm_group g)
+{
     return g.runs * g.plane;
 }
 
 /* Four independent accumulators so the double adds pipeline. */
-static double sum_of(const float *p, size_t len) {
+static double sum_of(const float *p, size_t len)
+{
     double a = 0.0, b = 0.0, c = 0.0, d = 0.0;
     size_t i = 0;
     for (; i + 4 <= len; i += 4) {
@@ -36,7 +38,8 @@ static double sum_of(const float *p, size_t len) {
     return (a + b) + (c + d);
 }
 
-static double squared_deviation_of(const float *p, size_t len, double mean) {
+static double squared_deviation_of(const float *p, size_t len, double mean)
+{
     double a = 0.0, b = 0.0;
     size_t i = 0;
     for (; i + 2 <= len; i += 2) {
@@ -49,7 +52,8 @@ static double squared_deviation_of(const float *p, size_t len, double mean) {
 }
 
 /* Mean and biased variance of one group. */
-static void group_statistics(const float *x, norm_group g, double *mean, double *variance) {
+static void group_statistics(const float *x, norm_group g, double *mean, double *variance)
+{
     double sum = 0.0, squares = 0.0;
     for (size_t r = 0; r < g.runs; r++) sum += sum_of(x + r * g.run_stride, g.plane);
     *mean = sum / (double)group_count(g);
@@ -59,7 +63,8 @@ static void group_statistics(const float *x, norm_group g, double *mean, double 
 }
 
 /* y = x * scale + shift over one group. */
-static void group_affine(const float *x, float *y, norm_group g, float scale, float shift) {
+static void group_affine(const float *x, float *y, norm_group g, float scale, float shift)
+{
     for (size_t r = 0; r < g.runs; r++) {
         const float *src = x + r * g.run_stride;
         float *dst = y + r * g.run_stride;
@@ -72,7 +77,8 @@ static void group_affine(const float *x, float *y, norm_group g, float scale, fl
  *   dbeta  = sum dy,  dgamma = sum dy * xhat,
  *   dx     = gamma * invstd * (dy - dbeta / m - xhat * dgamma / m). */
 static void group_backward(const float *x, const float *dy, float *dx, norm_group g, float mean,
-                           float invstd, float gamma, double *dgamma_sum, double *dbeta_sum) {
+                           float invstd, float gamma, double *dgamma_sum, double *dbeta_sum)
+{
     double sum_dy = 0.0, sum_dy_xhat = 0.0;
     for (size_t r = 0; r < g.runs; r++) {
         const float *xs = x + r * g.run_stride, *gs = dy + r * g.run_stride;
@@ -97,21 +103,25 @@ static void group_backward(const float *x, const float *dy, float *dx, norm_grou
     }
 }
 
-static float gamma_at(const diat_tensor *gamma, int c) {
+static float gamma_at(const diat_tensor *gamma, int c)
+{
     return gamma ? gamma->data[c] : 1.0f;
 }
-static float beta_at(const diat_tensor *beta, int c) {
+static float beta_at(const diat_tensor *beta, int c)
+{
     return beta ? beta->data[c] : 0.0f;
 }
 
 /* ---- batch norm: one group per channel --------------------------------- */
 
-static norm_group batch_group(const diat_tensor *x) {
+static norm_group batch_group(const diat_tensor *x)
+{
     norm_group g = {(size_t)x->n, (size_t)x->c * x->h * x->w, (size_t)x->h * x->w};
     return g;
 }
 
-static size_t channel_offset(const diat_tensor *x, int c) {
+static size_t channel_offset(const diat_tensor *x, int c)
+{
     return (size_t)c * x->h * x->w;
 }
 
@@ -119,7 +129,8 @@ void diat_cpu_batchnorm_forward_train(diat_context *ctx, const diat_tensor *x,
                                       const diat_tensor *gamma, const diat_tensor *beta, float eps,
                                       float momentum, diat_tensor *running_mean,
                                       diat_tensor *running_var, diat_tensor *save_mean,
-                                      diat_tensor *save_invstd, diat_tensor *y) {
+                                      diat_tensor *save_invstd, diat_tensor *y)
+{
     (void)ctx;
     const norm_group g = batch_group(x);
     const double m = (double)group_count(g);
@@ -149,7 +160,8 @@ void diat_cpu_batchnorm_forward_train(diat_context *ctx, const diat_tensor *x,
 void diat_cpu_batchnorm_forward_infer(diat_context *ctx, const diat_tensor *x,
                                       const diat_tensor *gamma, const diat_tensor *beta,
                                       const diat_tensor *running_mean,
-                                      const diat_tensor *running_var, float eps, diat_tensor *y) {
+                                      const diat_tensor *running_var, float eps, diat_tensor *y)
+{
     (void)ctx;
     const norm_group g = batch_group(x);
     for (int c = 0; c < x->c; c++) {
@@ -164,7 +176,8 @@ void diat_cpu_batchnorm_forward_infer(diat_context *ctx, const diat_tensor *x,
 void diat_cpu_batchnorm_backward(diat_context *ctx, const diat_tensor *x, const diat_tensor *gamma,
                                  const diat_tensor *save_mean, const diat_tensor *save_invstd,
                                  const diat_tensor *dy, diat_tensor *dx, diat_tensor *dgamma,
-                                 diat_tensor *dbeta) {
+                                 diat_tensor *dbeta)
+{
     (void)ctx;
     const norm_group g = batch_group(x);
     for (int c = 0; c < x->c; c++) {
@@ -180,15 +193,16 @@ void diat_cpu_batchnorm_backward(diat_context *ctx, const diat_tensor *x, const 
 
 /* ---- instance norm: one group per (sample, channel) --------------------- */
 
-static norm_group instance_group(const diat_tensor *x) {
+static norm_group instance_group(const diat_tensor *x)
+{
     norm_group g = {1, 0, (size_t)x->h * x->w};
     return g;
 }
 
 void diat_cpu_instancenorm_forward(diat_context *ctx, const diat_tensor *x,
                                    const diat_tensor *gamma, const diat_tensor *beta, float eps,
-                                   diat_tensor *save_mean, diat_tensor *save_invstd,
-                                   diat_tensor *y) {
+                                   diat_tensor *save_mean, diat_tensor *save_invstd, diat_tensor *y)
+{
     (void)ctx;
     const norm_group g = instance_group(x);
     for (int n = 0; n < x->n; n++) {
@@ -210,7 +224,8 @@ void diat_cpu_instancenorm_forward(diat_context *ctx, const diat_tensor *x,
 void diat_cpu_instancenorm_backward(diat_context *ctx, const diat_tensor *x,
                                     const diat_tensor *gamma, const diat_tensor *save_mean,
                                     const diat_tensor *save_invstd, const diat_tensor *dy,
-                                    diat_tensor *dx, diat_tensor *dgamma, diat_tensor *dbeta) {
+                                    diat_tensor *dx, diat_tensor *dgamma, diat_tensor *dbeta)
+{
     (void)ctx;
     const norm_group g = instance_group(x);
     for (int c = 0; c < x->c; c++) {

@@ -8,18 +8,20 @@
 
 #include <string.h>
 
-static size_t plane_of(const diat_tensor *t) {
+static size_t plane_of(const diat_tensor *t)
+{
     return (size_t)t->h * t->w;
 }
-static size_t planes_of(const diat_tensor *t) {
+static size_t planes_of(const diat_tensor *t)
+{
     return (size_t)t->n * t->c;
 }
 
 /* ---- depth to space (pixel shuffle) -------------------------------------
  * out[n][c][h*r+i][w*r+j] = in[n][c*r*r + i*r + j][h][w], PyTorch's order. */
 
-void diat_cpu_depth_to_space_forward(diat_context *ctx, const diat_tensor *x, int r,
-                                     diat_tensor *y) {
+void diat_cpu_depth_to_space_forward(diat_context *ctx, const diat_tensor *x, int r, diat_tensor *y)
+{
     (void)ctx;
     const int h = x->h, w = x->w, out_w = y->w;
     const size_t in_plane = plane_of(x);
@@ -40,7 +42,8 @@ void diat_cpu_depth_to_space_forward(diat_context *ctx, const diat_tensor *x, in
 }
 
 void diat_cpu_depth_to_space_backward(diat_context *ctx, const diat_tensor *dy, int r,
-                                      diat_tensor *dx) {
+                                      diat_tensor *dx)
+{
     (void)ctx;
     const int h = dx->h, w = dx->w, out_w = dy->w;
     const size_t in_plane = plane_of(dx);
@@ -61,7 +64,8 @@ void diat_cpu_depth_to_space_backward(diat_context *ctx, const diat_tensor *dy, 
 /* ---- nearest upsampling by integer factor f ----------------------------- */
 
 void diat_cpu_upsample_nearest_forward(diat_context *ctx, const diat_tensor *x, int f,
-                                       diat_tensor *y) {
+                                       diat_tensor *y)
+{
     (void)ctx;
     const int h = x->h, w = x->w, out_w = y->w;
     for (size_t plane = 0; plane < planes_of(x); plane++) {
@@ -79,7 +83,8 @@ void diat_cpu_upsample_nearest_forward(diat_context *ctx, const diat_tensor *x, 
 }
 
 void diat_cpu_upsample_nearest_backward(diat_context *ctx, const diat_tensor *dy, int f,
-                                        diat_tensor *dx) {
+                                        diat_tensor *dx)
+{
     (void)ctx;
     const int h = dx->h, w = dx->w, out_w = dy->w;
     for (size_t plane = 0; plane < planes_of(dx); plane++) {
@@ -106,7 +111,8 @@ typedef struct lerp_tap {
     float w_lo, w_hi;
 } lerp_tap;
 
-static lerp_tap lerp_tap_of(int out_index, int f, int in_len) {
+static lerp_tap lerp_tap_of(int out_index, int f, int in_len)
+{
     float src = ((float)out_index + 0.5f) / (float)f - 0.5f;
     if (src < 0.0f) src = 0.0f;
     lerp_tap t;
@@ -118,7 +124,8 @@ static lerp_tap lerp_tap_of(int out_index, int f, int in_len) {
 }
 
 void diat_cpu_upsample_bilinear_forward(diat_context *ctx, const diat_tensor *x, int f,
-                                        diat_tensor *y) {
+                                        diat_tensor *y)
+{
     (void)ctx;
     const int h = x->h, w = x->w, out_h = y->h, out_w = y->w;
     for (size_t plane = 0; plane < planes_of(x); plane++) {
@@ -138,7 +145,8 @@ void diat_cpu_upsample_bilinear_forward(diat_context *ctx, const diat_tensor *x,
 }
 
 void diat_cpu_upsample_bilinear_backward(diat_context *ctx, const diat_tensor *dy, int f,
-                                         diat_tensor *dx) {
+                                         diat_tensor *dx)
+{
     (void)ctx;
     const int h = dx->h, w = dx->w, out_h = dy->h, out_w = dy->w;
     for (size_t plane = 0; plane < planes_of(dx); plane++) {
@@ -161,8 +169,8 @@ void diat_cpu_upsample_bilinear_backward(diat_context *ctx, const diat_tensor *d
 
 /* ---- average pooling: window k, stride s, no padding -------------------- */
 
-void diat_cpu_avgpool_forward(diat_context *ctx, const diat_tensor *x, int k, int s,
-                              diat_tensor *y) {
+void diat_cpu_avgpool_forward(diat_context *ctx, const diat_tensor *x, int k, int s, diat_tensor *y)
+{
     (void)ctx;
     const int w = x->w, out_h = y->h, out_w = y->w;
     const float inv_area = 1.0f / (float)(k * k);
@@ -181,7 +189,8 @@ void diat_cpu_avgpool_forward(diat_context *ctx, const diat_tensor *x, int k, in
 }
 
 void diat_cpu_avgpool_backward(diat_context *ctx, const diat_tensor *dy, int k, int s,
-                               diat_tensor *dx) {
+                               diat_tensor *dx)
+{
     (void)ctx;
     const int w = dx->w, out_h = dy->h, out_w = dy->w;
     const float inv_area = 1.0f / (float)(k * k);
@@ -201,7 +210,8 @@ void diat_cpu_avgpool_backward(diat_context *ctx, const diat_tensor *dy, int k, 
 /* ---- channel concatenation: y = [a, b] along c -------------------------- */
 
 void diat_cpu_concat_forward(diat_context *ctx, const diat_tensor *a, const diat_tensor *b,
-                             diat_tensor *y) {
+                             diat_tensor *y)
+{
     (void)ctx;
     const size_t a_len = (size_t)a->c * plane_of(a), b_len = (size_t)b->c * plane_of(b);
     for (int n = 0; n < y->n; n++) {
@@ -212,7 +222,8 @@ void diat_cpu_concat_forward(diat_context *ctx, const diat_tensor *a, const diat
 }
 
 void diat_cpu_concat_backward(diat_context *ctx, const diat_tensor *dy, diat_tensor *da,
-                              diat_tensor *db) {
+                              diat_tensor *db)
+{
     (void)ctx;
     if (!da && !db) return;
     /* Either gradient may be NULL, so the split point comes from dy and
