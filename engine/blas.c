@@ -45,9 +45,9 @@ static const char *const kLibraryNames[] = {"libopenblas.so.0", "libopenblas.so"
 /* Cores whose kernels use no AVX2: a CPU with AVX2/AVX-512 deserves better. */
 static int core_is_generic(const char *core)
 {
-    static const char *const weak[] = {"prescott", "core2",  "penryn", "dunnington", "nehalem",
-                                       "atom",     "katmai", "coppermine", "northwood", "banias",
-                                       "sandybridge", "unknown"};
+    static const char *const weak[] = {"prescott",  "core2",  "penryn",      "dunnington",
+                                       "nehalem",   "atom",   "katmai",      "coppermine",
+                                       "northwood", "banias", "sandybridge", "unknown"};
     for (size_t i = 0; i < sizeof weak / sizeof weak[0]; i++)
         if (strcasecmp(core, weak[i]) == 0) return 1;
     return 0;
@@ -165,8 +165,8 @@ static void portable_sgemm(int trans_a, int trans_b, int m, int n, int k, float 
     }
 }
 
-void diat_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a,
-                int lda, const float *b, int ldb, float beta, float *c, int ldc)
+void diat_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda,
+                const float *b, int ldb, float beta, float *c, int ldc)
 {
     pthread_once(&blas.once, load_blas);
     if (m <= 0 || n <= 0) return;

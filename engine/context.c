@@ -8,10 +8,14 @@
 int diat_backend_kind_parse(const char *name, diat_backend_kind *out)
 {
     if (!name) return -1;
-    if (strcmp(name, "auto") == 0) *out = DIAT_BACKEND_AUTO;
-    else if (strcmp(name, "cpu") == 0) *out = DIAT_BACKEND_CPU;
-    else if (strcmp(name, "cuda") == 0) *out = DIAT_BACKEND_CUDA;
-    else return -1;
+    if (strcmp(name, "auto") == 0)
+        *out = DIAT_BACKEND_AUTO;
+    else if (strcmp(name, "cpu") == 0)
+        *out = DIAT_BACKEND_CPU;
+    else if (strcmp(name, "cuda") == 0)
+        *out = DIAT_BACKEND_CUDA;
+    else
+        return -1;
     return 0;
 }
 
@@ -20,8 +24,9 @@ diat_status diat_context_new(diat_backend_kind kind, int threads, diat_context *
 {
     *out = NULL;
     if (kind == DIAT_BACKEND_CUDA)
-        return diat_set_error(err, DIAT_ERR_BACKEND,
-                              "The CUDA backend is not built into this libdiat; use --backend cpu.");
+        return diat_set_error(
+            err, DIAT_ERR_BACKEND,
+            "The CUDA backend is not built into this libdiat; use --backend cpu.");
     if (threads <= 0) {
         long online = sysconf(_SC_NPROCESSORS_ONLN);
         threads = online > 0 ? (int)online : 1;
@@ -42,9 +47,18 @@ void diat_context_free(diat_context *ctx)
     free(ctx);
 }
 
-const char *diat_context_backend_name(const diat_context *ctx) { return ctx->backend->name; }
-int diat_context_threads(const diat_context *ctx) { return ctx->threads; }
-const diat_backend *diat_context_backend(const diat_context *ctx) { return ctx->backend; }
+const char *diat_context_backend_name(const diat_context *ctx)
+{
+    return ctx->backend->name;
+}
+int diat_context_threads(const diat_context *ctx)
+{
+    return ctx->threads;
+}
+const diat_backend *diat_context_backend(const diat_context *ctx)
+{
+    return ctx->backend;
+}
 
 float *diat_context_scratch(diat_context *ctx, size_t count)
 {
@@ -66,13 +80,13 @@ diat_status diat_tensor_alloc(diat_context *ctx, diat_tensor *t, int n, int c, i
                               diat_error *err)
 {
     if (n <= 0 || c <= 0 || h <= 0 || w <= 0)
-        return diat_set_error(err, DIAT_ERR_ARGUMENT, "Tensor shape %dx%dx%dx%d is empty.", n, c,
-                              h, w);
+        return diat_set_error(err, DIAT_ERR_ARGUMENT, "Tensor shape %dx%dx%dx%d is empty.", n, c, h,
+                              w);
     diat_tensor shaped = {n, c, h, w, NULL};
     shaped.data = ctx->backend->alloc(ctx, diat_tensor_count(&shaped));
     if (!shaped.data)
-        return diat_set_error(err, DIAT_ERR_MEMORY, "Out of memory for a %dx%dx%dx%d tensor.", n,
-                              c, h, w);
+        return diat_set_error(err, DIAT_ERR_MEMORY, "Out of memory for a %dx%dx%dx%d tensor.", n, c,
+                              h, w);
     *t = shaped;
     return DIAT_OK;
 }

@@ -113,8 +113,8 @@ struct diat_backend {
                                     diat_tensor *save_invstd, diat_tensor *y);
     void (*batchnorm_forward_infer)(diat_context *ctx, const diat_tensor *x,
                                     const diat_tensor *gamma, const diat_tensor *beta,
-                                    const diat_tensor *running_mean,
-                                    const diat_tensor *running_var, float eps, diat_tensor *y);
+                                    const diat_tensor *running_mean, const diat_tensor *running_var,
+                                    float eps, diat_tensor *y);
     void (*batchnorm_backward)(diat_context *ctx, const diat_tensor *x, const diat_tensor *gamma,
                                const diat_tensor *save_mean, const diat_tensor *save_invstd,
                                const diat_tensor *dy, diat_tensor *dx, diat_tensor *dgamma,
@@ -122,18 +122,18 @@ struct diat_backend {
 
     /* instance norm over (h, w) per (n, c), affine gamma/beta [c];
      * save_mean/save_invstd are [n*c] */
-    void (*instancenorm_forward)(diat_context *ctx, const diat_tensor *x,
-                                 const diat_tensor *gamma, const diat_tensor *beta, float eps,
-                                 diat_tensor *save_mean, diat_tensor *save_invstd, diat_tensor *y);
-    void (*instancenorm_backward)(diat_context *ctx, const diat_tensor *x,
-                                  const diat_tensor *gamma, const diat_tensor *save_mean,
-                                  const diat_tensor *save_invstd, const diat_tensor *dy,
-                                  diat_tensor *dx, diat_tensor *dgamma, diat_tensor *dbeta);
+    void (*instancenorm_forward)(diat_context *ctx, const diat_tensor *x, const diat_tensor *gamma,
+                                 const diat_tensor *beta, float eps, diat_tensor *save_mean,
+                                 diat_tensor *save_invstd, diat_tensor *y);
+    void (*instancenorm_backward)(diat_context *ctx, const diat_tensor *x, const diat_tensor *gamma,
+                                  const diat_tensor *save_mean, const diat_tensor *save_invstd,
+                                  const diat_tensor *dy, diat_tensor *dx, diat_tensor *dgamma,
+                                  diat_tensor *dbeta);
 
     /* element-wise activations; backward takes the forward output y.
      * y may alias x in forward, dx may NOT alias dy. */
-    void (*activation_forward)(diat_context *ctx, diat_activation kind, float slope,
-                               const float *x, float *y, size_t count);
+    void (*activation_forward)(diat_context *ctx, diat_activation kind, float slope, const float *x,
+                               float *y, size_t count);
     void (*activation_backward)(diat_context *ctx, diat_activation kind, float slope,
                                 const float *y, const float *dy, float *dx, size_t count);
 
@@ -190,8 +190,8 @@ const float *diat_gaussian5_taps(void);
 
 /* Row-major single-precision GEMM: C = alpha * op(A) op(B) + beta * C.
  * Goes to the tuned OpenBLAS that diat_blas_description() reports. */
-void diat_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a,
-                int lda, const float *b, int ldb, float beta, float *c, int ldc);
+void diat_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda,
+                const float *b, int ldb, float beta, float *c, int ldc);
 
 /* Set the BLAS thread count (process-wide for the loaded OpenBLAS). */
 void diat_blas_set_threads(int threads);
@@ -267,7 +267,6 @@ void diat_st_writer_free(diat_st_writer *w);
 uint16_t diat_f32_to_f16(float f);
 float diat_f16_to_f32(uint16_t h);
 
-
 /* ---- the DIAT networks (engine/nets/) ------------------------------------
  * Topologies are documented in engine/nets/ARCHITECTURE.md; parameter names
  * follow PyTorch's state_dict ("T.down1.weight", "M.bn1.running_mean") so
@@ -279,7 +278,7 @@ float diat_f16_to_f32(uint16_t h);
  * gradient: grad.data == NULL and `trainable` == 0). */
 typedef struct diat_param {
     char name[DIAT_PARAM_NAME_MAX];
-    int ndim;              /* 1 for biases and BN vectors, 2 linear, 4 conv */
+    int ndim; /* 1 for biases and BN vectors, 2 linear, 4 conv */
     int trainable;
     diat_tensor value;
     diat_tensor grad;
@@ -331,10 +330,10 @@ typedef struct diat_transform {
     diat_net net;
     int width;
     diat_conv_layer down_layer[5], up_layer[5];
-    diat_tensor input;       /* shallow view of x: x must outlive backward */
-    diat_tensor down[5];     /* after LeakyReLU */
-    diat_tensor up_conv[5];  /* conv output before depth-to-space */
-    diat_tensor up[5];       /* after shuffle + skip (+ ReLU for 1..4); up[4] is T(x) */
+    diat_tensor input;      /* shallow view of x: x must outlive backward */
+    diat_tensor down[5];    /* after LeakyReLU */
+    diat_tensor up_conv[5]; /* conv output before depth-to-space */
+    diat_tensor up[5];      /* after shuffle + skip (+ ReLU for 1..4); up[4] is T(x) */
     diat_tensor grad_down[5], grad_up[5], grad_up_conv, grad_pre; /* backward buffers */
 } diat_transform;
 
@@ -354,13 +353,13 @@ typedef struct diat_mask {
     int width;
     diat_conv_layer conv_layer[5];
     diat_batchnorm_layer bn_layer[5];
-    diat_tensor input;        /* shallow view of x: x must outlive backward */
-    diat_tensor conv[5];      /* conv outputs (pre-norm) */
-    diat_tensor norm[5];      /* after BN and activation; norm[4] is e */
+    diat_tensor input;   /* shallow view of x: x must outlive backward */
+    diat_tensor conv[5]; /* conv outputs (pre-norm) */
+    diat_tensor norm[5]; /* after BN and activation; norm[4] is e */
     diat_tensor save_mean[5], save_invstd[5];
-    diat_tensor upsampled;    /* e upsampled 4x */
-    diat_tensor binary;       /* upsampled > 0.5 */
-    diat_tensor mask;         /* Gaussian of binary: m */
+    diat_tensor upsampled;                                               /* e upsampled 4x */
+    diat_tensor binary;                                                  /* upsampled > 0.5 */
+    diat_tensor mask;                                                    /* Gaussian of binary: m */
     diat_tensor grad_norm[5], grad_pre, grad_conv, grad_up, grad_binary; /* backward buffers */
 } diat_mask;
 
@@ -380,9 +379,9 @@ typedef struct diat_critic {
     int width;
     diat_conv_layer conv_layer[5];
     diat_param *fc_weight, *fc_bias;
-    diat_tensor input;   /* shallow view of x: x must outlive backward */
-    diat_tensor feat[5]; /* after LeakyReLU; feat[3] = layer 4, feat[4] = layer 5 */
-    diat_tensor score;   /* [n, 1, 1, 1] */
+    diat_tensor input;                  /* shallow view of x: x must outlive backward */
+    diat_tensor feat[5];                /* after LeakyReLU; feat[3] = layer 4, feat[4] = layer 5 */
+    diat_tensor score;                  /* [n, 1, 1, 1] */
     diat_tensor grad_feat[5], grad_pre; /* backward buffers */
 } diat_critic;
 
@@ -400,8 +399,8 @@ typedef struct diat_denoiser {
     diat_net net;
     int width, depth;
     diat_conv_layer *conv_layer; /* depth entries */
-    diat_tensor input; /* shallow view of x: x must outlive backward */
-    diat_tensor *act;  /* depth entries; act[depth-1] is the predicted noise */
+    diat_tensor input;           /* shallow view of x: x must outlive backward */
+    diat_tensor *act;            /* depth entries; act[depth-1] is the predicted noise */
     diat_tensor out;
     diat_tensor *grad_act, grad_pre; /* backward buffers */
 } diat_denoiser;

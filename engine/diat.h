@@ -74,8 +74,7 @@ typedef struct diat_model diat_model;
 
 /* Load an inference model (transform T and mask M) from a .safetensors file.
  * The file is validated completely: shapes, dtypes, offsets, finite weights. */
-diat_status diat_model_load(diat_context *ctx, const char *path, diat_model **out,
-                            diat_error *err);
+diat_status diat_model_load(diat_context *ctx, const char *path, diat_model **out, diat_error *err);
 
 /* Release a model. NULL is allowed. */
 void diat_model_free(diat_model *model);
@@ -155,8 +154,8 @@ float diat_edit_mask_coverage(const diat_edit *edit, float ratio);
  * `photo` must have the size of the image given to diat_edit_new_region.
  * `mask_out` (photo width*height floats, may be NULL) receives the mask,
  * 0 outside the face square. Cheap: no network runs. */
-diat_status diat_edit_render(const diat_edit *edit, float ratio, diat_image *photo,
-                             float *mask_out, diat_error *err);
+diat_status diat_edit_render(const diat_edit *edit, float ratio, diat_image *photo, float *mask_out,
+                             diat_error *err);
 
 #ifdef __cplusplus
 }

@@ -17,13 +17,13 @@ struct diat_edit {
     float x[3 * FACE_PIXELS];  /* planar, network units [-1, 1] */
     float tx[3 * FACE_PIXELS]; /* T(x), planar, network units */
     float e[DIAT_MASK_SIZE * DIAT_MASK_SIZE];
-    float e_up[FACE_PIXELS];   /* e upsampled 4x, what the threshold applies to */
-    int x0, y0, side;          /* the face square in the photo */
+    float e_up[FACE_PIXELS]; /* e upsampled 4x, what the threshold applies to */
+    int x0, y0, side;        /* the face square in the photo */
     int photo_width, photo_height;
 };
 
-static diat_status report(diat_progress_fn progress, void *user, float fraction,
-                          const char *stage, diat_error *err)
+static diat_status report(diat_progress_fn progress, void *user, float fraction, const char *stage,
+                          diat_error *err)
 {
     if (progress && progress(user, fraction, stage))
         return diat_set_error(err, DIAT_ERR_CANCELLED, "Cancelled.");
@@ -77,9 +77,8 @@ diat_status diat_edit_new_face(diat_model *model, const float *face_rgb, diat_ed
 
 static diat_status check_image(const diat_image *photo, diat_error *err)
 {
-    if (!photo || !photo->pixels || photo->width < 1 || photo->height < 1 ||
-        photo->channels < 1 || photo->channels > 4 ||
-        photo->stride < (size_t)photo->width * (size_t)photo->channels)
+    if (!photo || !photo->pixels || photo->width < 1 || photo->height < 1 || photo->channels < 1 ||
+        photo->channels > 4 || photo->stride < (size_t)photo->width * (size_t)photo->channels)
         return diat_set_error(err, DIAT_ERR_ARGUMENT,
                               "The image is empty or its layout is invalid (%dx%d, %d channels).",
                               photo ? photo->width : 0, photo ? photo->height : 0,
@@ -129,7 +128,10 @@ diat_status diat_edit_new_region(diat_model *model, const diat_image *photo, con
     return DIAT_OK;
 }
 
-void diat_edit_free(diat_edit *edit) { free(edit); }
+void diat_edit_free(diat_edit *edit)
+{
+    free(edit);
+}
 
 static int compare_floats(const void *a, const void *b)
 {
@@ -152,9 +154,9 @@ static diat_status final_mask(const diat_edit *edit, float ratio, float *mask, d
         memcpy(sorted, edit->e_up, sizeof edit->e_up);
         qsort(sorted, FACE_PIXELS, sizeof *sorted, compare_floats);
         long keep = lrintf(ratio * FACE_PIXELS);
-        threshold = keep <= 0               ? INFINITY
+        threshold = keep <= 0             ? INFINITY
                     : keep >= FACE_PIXELS ? -INFINITY
-                                            : sorted[FACE_PIXELS - keep - 1];
+                                          : sorted[FACE_PIXELS - keep - 1];
         free(sorted);
     }
     diat_context *ctx = edit->model->ctx;
@@ -228,8 +230,8 @@ static void paste_row(void *user, int y, int x, int count, const float *values)
     }
 }
 
-diat_status diat_edit_render(const diat_edit *edit, float ratio, diat_image *photo,
-                             float *mask_out, diat_error *err)
+diat_status diat_edit_render(const diat_edit *edit, float ratio, diat_image *photo, float *mask_out,
+                             diat_error *err)
 {
     diat_status st = check_image(photo, err);
     if (st != DIAT_OK) return st;

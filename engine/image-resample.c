@@ -13,8 +13,8 @@ diat_status diat_resample_plan_new(diat_resample_plan *plan, double src_start, d
                                    int src_limit, int dst_len, diat_error *err)
 {
     memset(plan, 0, sizeof *plan);
-    double scale = src_len / dst_len;            /* source pixels per output pixel */
-    double radius = scale > 1.0 ? scale : 1.0;   /* tent half-width in source pixels */
+    double scale = src_len / dst_len;          /* source pixels per output pixel */
+    double radius = scale > 1.0 ? scale : 1.0; /* tent half-width in source pixels */
     int taps = (int)ceil(2.0 * radius) + 1;
     plan->dst_len = dst_len;
     plan->taps = taps;
@@ -90,7 +90,8 @@ diat_status diat_crop_face(const diat_image *photo, int x0, int y0, int side, fl
                     read_rgb(photo, cols.index[(size_t)ox * cols.taps + u], sy, rgb);
                     for (int c = 0; c < 3; c++) acc[c] += wx * rgb[c];
                 }
-                for (int c = 0; c < 3; c++) out[(size_t)c * size * size + (size_t)oy * size + ox] += wy * acc[c];
+                for (int c = 0; c < 3; c++)
+                    out[(size_t)c * size * size + (size_t)oy * size + ox] += wy * acc[c];
             }
         }
     }

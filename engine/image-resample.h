@@ -10,8 +10,8 @@
  * outside [0, src_limit); they are clamped (edge replication). */
 typedef struct diat_resample_plan {
     int dst_len;
-    int taps;     /* weights per output sample */
-    int *index;   /* dst_len * taps clamped source indices */
+    int taps;   /* weights per output sample */
+    int *index; /* dst_len * taps clamped source indices */
     float *weight;
 } diat_resample_plan;
 

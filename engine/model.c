@@ -54,8 +54,7 @@ static float parse_ratio(const char *text)
     return value;
 }
 
-diat_status diat_model_load(diat_context *ctx, const char *path, diat_model **out,
-                            diat_error *err)
+diat_status diat_model_load(diat_context *ctx, const char *path, diat_model **out, diat_error *err)
 {
     *out = NULL;
     diat_safetensors *st = NULL;
@@ -124,16 +123,21 @@ const char *diat_model_metadata(const diat_model *model, const char *key)
     return NULL;
 }
 
-size_t diat_model_metadata_count(const diat_model *model) { return model->metadata_count; }
+size_t diat_model_metadata_count(const diat_model *model)
+{
+    return model->metadata_count;
+}
 
-void diat_model_metadata_at(const diat_model *model, size_t i, const char **key,
-                            const char **value)
+void diat_model_metadata_at(const diat_model *model, size_t i, const char **key, const char **value)
 {
     *key = i < model->metadata_count ? model->keys[i] : NULL;
     *value = i < model->metadata_count ? model->values[i] : NULL;
 }
 
-float diat_model_default_ratio(const diat_model *model) { return model->default_ratio; }
+float diat_model_default_ratio(const diat_model *model)
+{
+    return model->default_ratio;
+}
 
 size_t diat_model_parameter_count(const diat_model *model)
 {

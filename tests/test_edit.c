@@ -27,9 +27,9 @@ static int write_model(const char *path, int identity, diat_dtype dtype)
         diat_tensor_zero(ctx, &diat_net_find(&t.net, "T.up5.bias")->value);
     }
     diat_st_writer *w = diat_st_writer_new();
-    const char *meta[][2] = {{"format", "diat-model"}, {"format_version", "1"},
-                             {"width", "4"},           {"mask_width", "4"},
-                             {"default_ratio", "0.25"}, {"label", "Test"}};
+    const char *meta[][2] = {
+        {"format", "diat-model"}, {"format_version", "1"},   {"width", "4"},
+        {"mask_width", "4"},      {"default_ratio", "0.25"}, {"label", "Test"}};
     for (size_t i = 0; i < sizeof meta / sizeof meta[0]; i++)
         diat_st_writer_set_metadata(w, meta[i][0], meta[i][1], &err);
     int rc = diat_net_save(&t.net, w, dtype, &err) || diat_net_save(&m.net, w, dtype, &err) ||
@@ -167,9 +167,18 @@ static void check_paste_back(int channels)
     free(mask);
 }
 
-static void test_paste_back_rgb(void) { check_paste_back(3); }
-static void test_paste_back_gray_alpha(void) { check_paste_back(2); }
-static void test_paste_back_rgba(void) { check_paste_back(4); }
+static void test_paste_back_rgb(void)
+{
+    check_paste_back(3);
+}
+static void test_paste_back_gray_alpha(void)
+{
+    check_paste_back(2);
+}
+static void test_paste_back_rgba(void)
+{
+    check_paste_back(4);
+}
 
 static void test_identity_model_leaves_photo_unchanged(void)
 {
@@ -206,7 +215,8 @@ static void test_bad_regions_and_cancel(void)
     diat_image photo = make_photo(100, 100, 3);
     diat_edit *edit = NULL;
     diat_box empty = {10, 10, 0, 20}, outside = {200, 10, 30, 30}, tiny = {5, 5, 8, 8};
-    CHECK(diat_edit_new_region(model, &photo, &empty, NULL, NULL, &edit, &err) == DIAT_ERR_ARGUMENT);
+    CHECK(diat_edit_new_region(model, &photo, &empty, NULL, NULL, &edit, &err) ==
+          DIAT_ERR_ARGUMENT);
     CHECK(strstr(err.message, "empty") != NULL);
     CHECK(diat_edit_new_region(model, &photo, &outside, NULL, NULL, &edit, &err) ==
           DIAT_ERR_ARGUMENT);

@@ -49,8 +49,8 @@ static double fd_relative_error(loss_fn loss, void *net, const diat_tensor *x, f
 }
 
 /* Check every trainable parameter tensor of `net` and the input. */
-static void check_net(const char *label, loss_fn loss, void *state, diat_net *net,
-                      diat_tensor *x, const diat_tensor *dx, float eps, double tol)
+static void check_net(const char *label, loss_fn loss, void *state, diat_net *net, diat_tensor *x,
+                      const diat_tensor *dx, float eps, double tol)
 {
     for (int i = 0; i < net->param_count; i++) {
         diat_param *p = &net->params[i];
@@ -59,7 +59,8 @@ static void check_net(const char *label, loss_fn loss, void *state, diat_net *ne
                                        diat_tensor_count(&p->value), 12, eps);
         CHECK_MSG(rel < tol, "%s: %s relative error %.2e", label, p->name, rel);
     }
-    double rel = fd_relative_error(loss, state, x, x->data, dx->data, diat_tensor_count(x), 24, eps);
+    double rel =
+        fd_relative_error(loss, state, x, x->data, dx->data, diat_tensor_count(x), 24, eps);
     CHECK_MSG(rel < tol, "%s: input relative error %.2e", label, rel);
 }
 

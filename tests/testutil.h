@@ -10,38 +10,38 @@
 static int test_failures;
 static int test_checks;
 
-#define CHECK(cond)                                                                              \
-    do {                                                                                         \
-        test_checks++;                                                                           \
-        if (!(cond)) {                                                                           \
-            test_failures++;                                                                     \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);             \
-        }                                                                                        \
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        test_checks++;                                                                             \
+        if (!(cond)) {                                                                             \
+            test_failures++;                                                                       \
+            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);               \
+        }                                                                                          \
     } while (0)
 
-#define CHECK_MSG(cond, ...)                                                                     \
-    do {                                                                                         \
-        test_checks++;                                                                           \
-        if (!(cond)) {                                                                           \
-            test_failures++;                                                                     \
-            fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__, #cond);             \
-            fprintf(stderr, __VA_ARGS__);                                                        \
-            fputc('\n', stderr);                                                                 \
-        }                                                                                        \
+#define CHECK_MSG(cond, ...)                                                                       \
+    do {                                                                                           \
+        test_checks++;                                                                             \
+        if (!(cond)) {                                                                             \
+            test_failures++;                                                                       \
+            fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__, #cond);               \
+            fprintf(stderr, __VA_ARGS__);                                                          \
+            fputc('\n', stderr);                                                                   \
+        }                                                                                          \
     } while (0)
 
-#define CHECK_NEAR(a, b, tol)                                                                    \
-    CHECK_MSG(fabs((double)(a) - (double)(b)) <= (tol), "%g vs %g (tol %g)", (double)(a),        \
+#define CHECK_NEAR(a, b, tol)                                                                      \
+    CHECK_MSG(fabs((double)(a) - (double)(b)) <= (tol), "%g vs %g (tol %g)", (double)(a),          \
               (double)(b), (double)(tol))
 
-#define RUN_TEST(fn)                                                                             \
-    do {                                                                                         \
-        int before_ = test_failures;                                                             \
-        fn();                                                                                    \
-        printf("%s %s\n", test_failures == before_ ? "ok  " : "FAIL", #fn);                      \
+#define RUN_TEST(fn)                                                                               \
+    do {                                                                                           \
+        int before_ = test_failures;                                                               \
+        fn();                                                                                      \
+        printf("%s %s\n", test_failures == before_ ? "ok  " : "FAIL", #fn);                        \
     } while (0)
 
-#define TEST_SUMMARY()                                                                           \
+#define TEST_SUMMARY()                                                                             \
     (printf("%d checks, %d failed\n", test_checks, test_failures), test_failures ? 1 : 0)
 
 /* Deterministic pseudo-random floats in [-1, 1) (splitmix64). */

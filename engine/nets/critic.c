@@ -25,7 +25,8 @@ diat_status diat_critic_init(diat_critic *d, diat_context *ctx, int width, diat_
     }
     /* The score layer sees the 4x4 map of a 128x128 input. */
     int fc_in = mult[LAYERS - 1] * width * 4 * 4;
-    if (st == DIAT_OK && !(d->fc_weight = diat_net_add(&d->net, "D.fc.weight", 2, 1, fc_in, 1, 1, 1, err)))
+    if (st == DIAT_OK &&
+        !(d->fc_weight = diat_net_add(&d->net, "D.fc.weight", 2, 1, fc_in, 1, 1, 1, err)))
         st = err ? err->code : DIAT_ERR_MEMORY;
     if (st == DIAT_OK && !(d->fc_bias = diat_net_add(&d->net, "D.fc.bias", 1, 1, 1, 1, 1, 1, err)))
         st = err ? err->code : DIAT_ERR_MEMORY;

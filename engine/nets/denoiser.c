@@ -95,8 +95,8 @@ diat_status diat_denoiser_backward(diat_denoiser *dn, const diat_tensor *dout, d
         diat_tensor pre;
         if (i < last) {
             if ((st = diat_scratch_view(ctx, &dn->grad_pre, &dn->act[i], &pre, err))) return st;
-            be->activation_backward(ctx, DIAT_ACT_RELU, 0.0f, dn->act[i].data, grad->data,
-                                    pre.data, diat_tensor_count(&pre));
+            be->activation_backward(ctx, DIAT_ACT_RELU, 0.0f, dn->act[i].data, grad->data, pre.data,
+                                    diat_tensor_count(&pre));
             grad = &pre;
         }
         const diat_tensor *below = i == 0 ? &dn->input : &dn->act[i - 1];

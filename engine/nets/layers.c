@@ -82,8 +82,8 @@ diat_status diat_conv_layer_forward(diat_context *ctx, const diat_conv_layer *la
     return DIAT_OK;
 }
 
-void diat_conv_layer_backward(diat_context *ctx, const diat_conv_layer *layer,
-                              const diat_tensor *x, const diat_tensor *dy, diat_tensor *dx)
+void diat_conv_layer_backward(diat_context *ctx, const diat_conv_layer *layer, const diat_tensor *x,
+                              const diat_tensor *dy, diat_tensor *dx)
 {
     ctx->backend->conv2d_backward(ctx, x, &layer->weight->value, dy, layer->geometry, dx,
                                   layer->weight->grad.data ? &layer->weight->grad : NULL,
@@ -91,8 +91,8 @@ void diat_conv_layer_backward(diat_context *ctx, const diat_conv_layer *layer,
                                                                         : NULL);
 }
 
-diat_status diat_batchnorm_layer_add(diat_net *net, diat_batchnorm_layer *layer,
-                                     const char *prefix, int channels, diat_error *err)
+diat_status diat_batchnorm_layer_add(diat_net *net, diat_batchnorm_layer *layer, const char *prefix,
+                                     int channels, diat_error *err)
 {
     static const char *const suffix[4] = {"weight", "bias", "running_mean", "running_var"};
     diat_param **slots[4] = {&layer->gamma, &layer->beta, &layer->running_mean,
@@ -158,14 +158,16 @@ void diat_net_init_weights(diat_net *net, uint64_t seed)
         if (!host) continue;
         int is_bn = strstr(p->name, ".bn") != NULL;
         float fill = 0.0f;
-        if (is_bn && (name_ends_with(p->name, ".weight") || name_ends_with(p->name, ".running_var")))
+        if (is_bn &&
+            (name_ends_with(p->name, ".weight") || name_ends_with(p->name, ".running_var")))
             fill = 1.0f;
         if (p->ndim >= 2) {
             /* He-uniform: keeps activations' scale through ReLU-family layers. */
             size_t fan_in = count / (size_t)p->value.n;
             float bound = sqrtf(6.0f / (float)fan_in);
             for (size_t j = 0; j < count; j++)
-                host[j] = bound * (float)((double)(splitmix64(&state) >> 11) * 0x1.0p-53 * 2.0 - 1.0);
+                host[j] =
+                    bound * (float)((double)(splitmix64(&state) >> 11) * 0x1.0p-53 * 2.0 - 1.0);
         } else {
             for (size_t j = 0; j < count; j++) host[j] = fill;
         }
@@ -212,7 +214,8 @@ diat_status diat_net_load(diat_net *net, const diat_safetensors *st, diat_error 
         int ndim = file_shape(p, shape);
         size_t count = diat_tensor_count(&p->value);
         float *host = malloc(count * sizeof *host);
-        if (!host) return diat_set_error(err, DIAT_ERR_MEMORY, "Out of memory loading %s.", p->name);
+        if (!host)
+            return diat_set_error(err, DIAT_ERR_MEMORY, "Out of memory loading %s.", p->name);
         diat_status status = diat_safetensors_read_f32(st, p->name, ndim, shape, host, err);
         if (status == DIAT_OK) diat_tensor_upload(net->ctx, &p->value, host);
         free(host);
@@ -221,8 +224,7 @@ diat_status diat_net_load(diat_net *net, const diat_safetensors *st, diat_error 
     return DIAT_OK;
 }
 
-diat_status diat_net_save(const diat_net *net, diat_st_writer *w, diat_dtype dtype,
-                          diat_error *err)
+diat_status diat_net_save(const diat_net *net, diat_st_writer *w, diat_dtype dtype, diat_error *err)
 {
     for (int i = 0; i < net->param_count; i++) {
         const diat_param *p = &net->params[i];

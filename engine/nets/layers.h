@@ -25,11 +25,11 @@ diat_status diat_conv_layer_forward(diat_context *ctx, const diat_conv_layer *la
                                     const diat_tensor *x, diat_tensor *y, diat_error *err);
 
 /* Accumulate weight/bias gradients and dx (may be NULL). */
-void diat_conv_layer_backward(diat_context *ctx, const diat_conv_layer *layer,
-                              const diat_tensor *x, const diat_tensor *dy, diat_tensor *dx);
+void diat_conv_layer_backward(diat_context *ctx, const diat_conv_layer *layer, const diat_tensor *x,
+                              const diat_tensor *dy, diat_tensor *dx);
 
-diat_status diat_batchnorm_layer_add(diat_net *net, diat_batchnorm_layer *layer,
-                                     const char *prefix, int channels, diat_error *err);
+diat_status diat_batchnorm_layer_add(diat_net *net, diat_batchnorm_layer *layer, const char *prefix,
+                                     int channels, diat_error *err);
 
 /* Shape of a tensor's allocation as a template for another. */
 diat_status diat_tensor_like(diat_context *ctx, diat_tensor *t, const diat_tensor *shape,

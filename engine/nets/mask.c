@@ -55,7 +55,7 @@ void diat_mask_free(diat_mask *m)
         diat_tensor_release(ctx, &m->save_invstd[i]);
         diat_tensor_release(ctx, &m->grad_norm[i]);
     }
-    diat_tensor *rest[] = {&m->upsampled, &m->binary, &m->mask,     &m->grad_pre,
+    diat_tensor *rest[] = {&m->upsampled, &m->binary,  &m->mask,       &m->grad_pre,
                            &m->grad_conv, &m->grad_up, &m->grad_binary};
     for (size_t i = 0; i < sizeof rest / sizeof rest[0]; i++) diat_tensor_release(ctx, rest[i]);
     diat_net_release(&m->net);
@@ -73,10 +73,10 @@ static diat_status normalize(diat_mask *m, int i, diat_error *err)
         if ((st = diat_tensor_ensure(ctx, &m->save_mean[i], x->c, 1, 1, 1, err)) ||
             (st = diat_tensor_ensure(ctx, &m->save_invstd[i], x->c, 1, 1, 1, err)))
             return st;
-        ctx->backend->batchnorm_forward_train(
-            ctx, x, &bn->gamma->value, &bn->beta->value, DIAT_BN_EPS, DIAT_BN_MOMENTUM,
-            &bn->running_mean->value, &bn->running_var->value, &m->save_mean[i],
-            &m->save_invstd[i], y);
+        ctx->backend->batchnorm_forward_train(ctx, x, &bn->gamma->value, &bn->beta->value,
+                                              DIAT_BN_EPS, DIAT_BN_MOMENTUM,
+                                              &bn->running_mean->value, &bn->running_var->value,
+                                              &m->save_mean[i], &m->save_invstd[i], y);
     } else {
         ctx->backend->batchnorm_forward_infer(ctx, x, &bn->gamma->value, &bn->beta->value,
                                               &bn->running_mean->value, &bn->running_var->value,
@@ -153,8 +153,8 @@ diat_status diat_mask_backward(diat_mask *m, const diat_tensor *dmask, const dia
         const diat_batchnorm_layer *bn = &m->bn_layer[i];
         diat_tensor pre, conv_grad;
         if ((st = diat_scratch_view(ctx, &m->grad_pre, &m->norm[i], &pre, err))) return st;
-        be->activation_backward(ctx, activation_of(i), 0.0f, m->norm[i].data,
-                                m->grad_norm[i].data, pre.data, diat_tensor_count(&pre));
+        be->activation_backward(ctx, activation_of(i), 0.0f, m->norm[i].data, m->grad_norm[i].data,
+                                pre.data, diat_tensor_count(&pre));
         if ((st = diat_scratch_view(ctx, &m->grad_conv, &m->conv[i], &conv_grad, err))) return st;
         be->batchnorm_backward(ctx, &m->conv[i], &bn->gamma->value, &m->save_mean[i],
                                &m->save_invstd[i], &pre, &conv_grad, &bn->gamma->grad,

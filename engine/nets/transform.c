@@ -31,8 +31,8 @@ diat_status diat_transform_init(diat_transform *t, diat_context *ctx, int width,
     char name[DIAT_PARAM_NAME_MAX];
     for (int i = 0; i < LEVELS && st == DIAT_OK; i++) {
         snprintf(name, sizeof name, "T.down%d", i + 1);
-        st = diat_conv_layer_add(&t->net, &t->down_layer[i], name, i == 0 ? 3 : ch[i - 1], ch[i],
-                                 3, 2, 1, 1, err);
+        st = diat_conv_layer_add(&t->net, &t->down_layer[i], name, i == 0 ? 3 : ch[i - 1], ch[i], 3,
+                                 2, 1, 1, err);
     }
     for (int i = 0; i < LEVELS && st == DIAT_OK; i++) {
         /* up(i+1) brings level 4-i to the resolution of level 3-i (or the image). */
