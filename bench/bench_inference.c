@@ -390,7 +390,8 @@ static diat_status time_conv(diat_context *ctx, const conv_layer *layer, int bat
         diat_conv_geometry geometry = {.kernel = 3, .stride = layer->stride, .pad = 1};
         for (int i = 0; i < warmup + repeats; i++) {
             double start = now_seconds();
-            backend->conv2d_forward(ctx, &x, &weight, layer->has_bias ? &bias : NULL, geometry, &y);
+            backend->conv2d_forward(ctx, &x, &weight, layer->has_bias ? &bias : NULL, geometry,
+                                    DIAT_ACT_IDENTITY, 0.0f, &y);
             if (i >= warmup) samples[i - warmup] = now_seconds() - start;
         }
         *seconds = median(samples, repeats);

@@ -88,9 +88,11 @@ struct diat_backend {
     /* y = a + b */
     void (*add)(diat_context *ctx, const float *a, const float *b, float *y, size_t count);
 
-    /* convolution, weight [out, in, k, k], bias [out] or NULL (groups = 1) */
+    /* convolution, weight [out, in, k, k], bias [out] or NULL (groups = 1),
+     * then the activation `act` (fused: one pass over y) */
     void (*conv2d_forward)(diat_context *ctx, const diat_tensor *x, const diat_tensor *weight,
-                           const diat_tensor *bias, diat_conv_geometry g, diat_tensor *y);
+                           const diat_tensor *bias, diat_conv_geometry g, diat_activation act,
+                           float slope, diat_tensor *y);
     void (*conv2d_backward)(diat_context *ctx, const diat_tensor *x, const diat_tensor *weight,
                             const diat_tensor *dy, diat_conv_geometry g, diat_tensor *dx,
                             diat_tensor *dweight, diat_tensor *dbias);

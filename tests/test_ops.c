@@ -323,7 +323,7 @@ static int check_conv(const conv_case *c, int corrupt_weight_grad)
     ref.in[2] = download_double(&s.b), ref.in_len[2] = (size_t)c->out_c;
     if (corrupt_weight_grad) ref.in[1][0] += 0.05; /* the reference is now a different conv */
 
-    be->conv2d_forward(ctx, &s.x, &s.w, c->bias ? &s.b : NULL, s.g, &y);
+    be->conv2d_forward(ctx, &s.x, &s.w, c->bias ? &s.b : NULL, s.g, DIAT_ACT_IDENTITY, 0.0f, &y);
     if (!corrupt_weight_grad) check_forward(label, &ref, &y);
 
     float *r = host_random(ref.out_len, -1.0f, 1.0f);

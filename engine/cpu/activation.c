@@ -26,7 +26,12 @@ void diat_cpu_activation_forward(diat_context *ctx, diat_activation kind, float 
         for (size_t i = 0; i < count; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
         break;
     case DIAT_ACT_LEAKY_RELU:
-        for (size_t i = 0; i < count; i++) y[i] = x[i] > 0.0f ? x[i] : slope * x[i];
+        /* Written without a branch on the product so that GCC vectorises it
+         * (it will not speculate the multiply under -ftrapping-math). */
+        for (size_t i = 0; i < count; i++) {
+            float v = x[i];
+            y[i] = (v > 0.0f ? v : 0.0f) + slope * (v < 0.0f ? v : 0.0f);
+        }
         break;
     case DIAT_ACT_SIGMOID:
         for (size_t i = 0; i < count; i++) y[i] = 1.0f / (1.0f + expf(-x[i]));
@@ -49,7 +54,7 @@ void diat_cpu_activation_backward(diat_context *ctx, diat_activation kind, float
         for (size_t i = 0; i < count; i++) dx[i] += y[i] > 0.0f ? dy[i] : 0.0f;
         break;
     case DIAT_ACT_LEAKY_RELU:
-        for (size_t i = 0; i < count; i++) dx[i] += y[i] > 0.0f ? dy[i] : slope * dy[i];
+        for (size_t i = 0; i < count; i++) dx[i] += dy[i] * (y[i] > 0.0f ? 1.0f : slope);
         break;
     case DIAT_ACT_SIGMOID:
         for (size_t i = 0; i < count; i++) dx[i] += dy[i] * y[i] * (1.0f - y[i]);

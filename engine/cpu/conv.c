@@ -203,7 +203,8 @@ static void direct_backward(const conv_shape *s, const float *x, const float *w,
 }
 
 void diat_cpu_conv2d_forward(diat_context *ctx, const diat_tensor *x, const diat_tensor *weight,
-                             const diat_tensor *bias, diat_conv_geometry g, diat_tensor *y)
+                             const diat_tensor *bias, diat_conv_geometry g, diat_activation act,
+                             float slope, diat_tensor *y)
 {
     const conv_shape s = conv_shape_of(x, weight, y, g);
     const int pointwise = is_pointwise(&s);
@@ -236,6 +237,8 @@ void diat_cpu_conv2d_forward(diat_context *ctx, const diat_tensor *x, const diat
             }
         }
     }
+    if (act != DIAT_ACT_IDENTITY)
+        diat_cpu_activation_forward(ctx, act, slope, y->data, y->data, diat_tensor_count(y));
 }
 
 void diat_cpu_conv2d_backward(diat_context *ctx, const diat_tensor *x, const diat_tensor *weight,

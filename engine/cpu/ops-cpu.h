@@ -8,7 +8,8 @@
 
 /* conv.c */
 void diat_cpu_conv2d_forward(diat_context *ctx, const diat_tensor *x, const diat_tensor *weight,
-                             const diat_tensor *bias, diat_conv_geometry g, diat_tensor *y);
+                             const diat_tensor *bias, diat_conv_geometry g, diat_activation act,
+                             float slope, diat_tensor *y);
 void diat_cpu_conv2d_backward(diat_context *ctx, const diat_tensor *x, const diat_tensor *weight,
                               const diat_tensor *dy, diat_conv_geometry g, diat_tensor *dx,
                               diat_tensor *dweight, diat_tensor *dbias);

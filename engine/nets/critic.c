@@ -58,8 +58,9 @@ diat_status diat_critic_forward(diat_critic *d, const diat_tensor *x, diat_error
     const diat_tensor *h = x;
     diat_status st;
     for (int i = 0; i < LAYERS; i++) {
-        if ((st = diat_conv_layer_forward(ctx, &d->conv_layer[i], h, &d->feat[i], err))) return st;
-        diat_activate_inplace(ctx, DIAT_ACT_LEAKY_RELU, DIAT_LEAKY_SLOPE, &d->feat[i]);
+        if ((st = diat_conv_layer_forward(ctx, &d->conv_layer[i], h, DIAT_ACT_LEAKY_RELU,
+                                          DIAT_LEAKY_SLOPE, &d->feat[i], err)))
+            return st;
         h = &d->feat[i];
     }
     if ((st = diat_tensor_ensure(ctx, &d->score, x->n, 1, 1, 1, err))) return st;

@@ -63,8 +63,10 @@ diat_status diat_denoiser_forward(diat_denoiser *dn, const diat_tensor *x, diat_
     const diat_tensor *h = x;
     diat_status st;
     for (int i = 0; i < dn->depth; i++) {
-        if ((st = diat_conv_layer_forward(ctx, &dn->conv_layer[i], h, &dn->act[i], err))) return st;
-        if (i < dn->depth - 1) diat_activate_inplace(ctx, DIAT_ACT_RELU, 0.0f, &dn->act[i]);
+        diat_activation act = i < dn->depth - 1 ? DIAT_ACT_RELU : DIAT_ACT_IDENTITY;
+        if ((st = diat_conv_layer_forward(ctx, &dn->conv_layer[i], h, act, 0.0f, &dn->act[i],
+                                          err)))
+            return st;
         h = &dn->act[i];
     }
     if ((st = diat_tensor_like(ctx, &dn->out, x, err))) return st;

@@ -66,7 +66,8 @@ diat_status diat_conv_layer_add(diat_net *net, diat_conv_layer *layer, const cha
 }
 
 diat_status diat_conv_layer_forward(diat_context *ctx, const diat_conv_layer *layer,
-                                    const diat_tensor *x, diat_tensor *y, diat_error *err)
+                                    const diat_tensor *x, diat_activation act, float slope,
+                                    diat_tensor *y, diat_error *err)
 {
     const diat_conv_geometry g = layer->geometry;
     if (x->c != layer->in)
@@ -78,7 +79,7 @@ diat_status diat_conv_layer_forward(diat_context *ctx, const diat_conv_layer *la
     diat_status st = diat_tensor_ensure(ctx, y, x->n, layer->out, out_h, out_w, err);
     if (st != DIAT_OK) return st;
     ctx->backend->conv2d_forward(ctx, x, &layer->weight->value,
-                                 layer->bias ? &layer->bias->value : NULL, g, y);
+                                 layer->bias ? &layer->bias->value : NULL, g, act, slope, y);
     return DIAT_OK;
 }
 

@@ -20,9 +20,10 @@ diat_status diat_conv_layer_add(diat_net *net, diat_conv_layer *layer, const cha
                                 int out, int kernel, int stride, int pad, int with_bias,
                                 diat_error *err);
 
-/* y = conv(x); y is (re)allocated to the output shape. */
+/* y = act(conv(x)); y is (re)allocated to the output shape. */
 diat_status diat_conv_layer_forward(diat_context *ctx, const diat_conv_layer *layer,
-                                    const diat_tensor *x, diat_tensor *y, diat_error *err);
+                                    const diat_tensor *x, diat_activation act, float slope,
+                                    diat_tensor *y, diat_error *err);
 
 /* Accumulate weight/bias gradients and dx (may be NULL). */
 void diat_conv_layer_backward(diat_context *ctx, const diat_conv_layer *layer, const diat_tensor *x,

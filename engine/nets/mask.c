@@ -103,7 +103,8 @@ diat_status diat_mask_forward(diat_mask *m, const diat_tensor *x, diat_error *er
     const diat_tensor *h = x;
     diat_status st;
     for (int i = 0; i < LAYERS; i++) {
-        if ((st = diat_conv_layer_forward(ctx, &m->conv_layer[i], h, &m->conv[i], err))) return st;
+        if ((st = diat_conv_layer_forward(ctx, &m->conv_layer[i], h, DIAT_ACT_IDENTITY, 0.0f,
+                                          &m->conv[i], err))) return st;
         if ((st = normalize(m, i, err))) return st;
         diat_activate_inplace(ctx, activation_of(i), 0.0f, &m->norm[i]);
         h = &m->norm[i];

@@ -81,13 +81,15 @@ diat_status diat_transform_forward(diat_transform *t, const diat_tensor *x, diat
     const diat_tensor *h = x;
     diat_status st;
     for (int i = 0; i < LEVELS; i++) {
-        if ((st = diat_conv_layer_forward(ctx, &t->down_layer[i], h, &t->down[i], err))) return st;
-        diat_activate_inplace(ctx, DIAT_ACT_LEAKY_RELU, DIAT_LEAKY_SLOPE, &t->down[i]);
+        if ((st = diat_conv_layer_forward(ctx, &t->down_layer[i], h, DIAT_ACT_LEAKY_RELU,
+                                          DIAT_LEAKY_SLOPE, &t->down[i], err)))
+            return st;
         h = &t->down[i];
     }
     for (int i = 0; i < LEVELS; i++) {
         diat_tensor *conv = &t->up_conv[i], *up = &t->up[i];
-        if ((st = diat_conv_layer_forward(ctx, &t->up_layer[i], h, conv, err))) return st;
+        if ((st = diat_conv_layer_forward(ctx, &t->up_layer[i], h, DIAT_ACT_IDENTITY, 0.0f, conv,
+                                          err))) return st;
         if ((st = diat_tensor_ensure(ctx, up, conv->n, conv->c / 4, conv->h * 2, conv->w * 2, err)))
             return st;
         be->depth_to_space_forward(ctx, conv, 2, up);
