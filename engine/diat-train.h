@@ -363,6 +363,7 @@ typedef struct diat_mask {
     diat_tensor binary;                                                  /* upsampled > 0.5 */
     diat_tensor mask;                                                    /* Gaussian of binary: m */
     diat_tensor grad_norm[5], grad_pre, grad_conv, grad_up, grad_binary; /* backward buffers */
+    diat_tensor folded_weight[5], folded_bias[5]; /* inference: BN folded into the conv */
 } diat_mask;
 
 diat_status diat_mask_init(diat_mask *m, diat_context *ctx, int width, diat_error *err);

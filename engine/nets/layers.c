@@ -65,22 +65,28 @@ diat_status diat_conv_layer_add(diat_net *net, diat_conv_layer *layer, const cha
     return DIAT_OK;
 }
 
+diat_status diat_conv_apply(diat_context *ctx, diat_conv_geometry g, int out_channels,
+                            const diat_tensor *weight, const diat_tensor *bias,
+                            const diat_tensor *x, diat_activation act, float slope,
+                            diat_tensor *y, diat_error *err)
+{
+    if (x->c != weight->c)
+        return diat_set_error(err, DIAT_ERR_ARGUMENT,
+                              "A convolution expects %d input channels, got %d.", weight->c, x->c);
+    int out_h = (x->h + 2 * g.pad - g.kernel) / g.stride + 1;
+    int out_w = (x->w + 2 * g.pad - g.kernel) / g.stride + 1;
+    diat_status st = diat_tensor_ensure(ctx, y, x->n, out_channels, out_h, out_w, err);
+    if (st != DIAT_OK) return st;
+    ctx->backend->conv2d_forward(ctx, x, weight, bias, g, act, slope, y);
+    return DIAT_OK;
+}
+
 diat_status diat_conv_layer_forward(diat_context *ctx, const diat_conv_layer *layer,
                                     const diat_tensor *x, diat_activation act, float slope,
                                     diat_tensor *y, diat_error *err)
 {
-    const diat_conv_geometry g = layer->geometry;
-    if (x->c != layer->in)
-        return diat_set_error(err, DIAT_ERR_ARGUMENT,
-                              "Convolution %s expects %d input channels, got %d.",
-                              layer->weight->name, layer->in, x->c);
-    int out_h = (x->h + 2 * g.pad - g.kernel) / g.stride + 1;
-    int out_w = (x->w + 2 * g.pad - g.kernel) / g.stride + 1;
-    diat_status st = diat_tensor_ensure(ctx, y, x->n, layer->out, out_h, out_w, err);
-    if (st != DIAT_OK) return st;
-    ctx->backend->conv2d_forward(ctx, x, &layer->weight->value,
-                                 layer->bias ? &layer->bias->value : NULL, g, act, slope, y);
-    return DIAT_OK;
+    return diat_conv_apply(ctx, layer->geometry, layer->out, &layer->weight->value,
+                           layer->bias ? &layer->bias->value : NULL, x, act, slope, y, err);
 }
 
 void diat_conv_layer_backward(diat_context *ctx, const diat_conv_layer *layer, const diat_tensor *x,

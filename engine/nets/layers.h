@@ -20,6 +20,13 @@ diat_status diat_conv_layer_add(diat_net *net, diat_conv_layer *layer, const cha
                                 int out, int kernel, int stride, int pad, int with_bias,
                                 diat_error *err);
 
+/* y = act(conv(x; weight, bias)) with the given geometry; y is (re)allocated
+ * to the output shape. For weights that are not a layer's own (folded BN). */
+diat_status diat_conv_apply(diat_context *ctx, diat_conv_geometry g, int out_channels,
+                            const diat_tensor *weight, const diat_tensor *bias,
+                            const diat_tensor *x, diat_activation act, float slope,
+                            diat_tensor *y, diat_error *err);
+
 /* y = act(conv(x)); y is (re)allocated to the output shape. */
 diat_status diat_conv_layer_forward(diat_context *ctx, const diat_conv_layer *layer,
                                     const diat_tensor *x, diat_activation act, float slope,

@@ -5,7 +5,9 @@
  * softened by a 5x5 Gaussian into the final mask m. */
 #include "layers.h"
 
+#include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define LAYERS 5
@@ -54,6 +56,8 @@ void diat_mask_free(diat_mask *m)
         diat_tensor_release(ctx, &m->save_mean[i]);
         diat_tensor_release(ctx, &m->save_invstd[i]);
         diat_tensor_release(ctx, &m->grad_norm[i]);
+        diat_tensor_release(ctx, &m->folded_weight[i]);
+        diat_tensor_release(ctx, &m->folded_bias[i]);
     }
     diat_tensor *rest[] = {&m->upsampled, &m->binary,  &m->mask,       &m->grad_pre,
                            &m->grad_conv, &m->grad_up, &m->grad_binary};
@@ -62,26 +66,56 @@ void diat_mask_free(diat_mask *m)
     memset(m, 0, sizeof *m);
 }
 
+/* Training: batch statistics, kept for backward; updates running stats. */
 static diat_status normalize(diat_mask *m, int i, diat_error *err)
 {
     diat_context *ctx = m->net.ctx;
     const diat_batchnorm_layer *bn = &m->bn_layer[i];
     diat_tensor *x = &m->conv[i], *y = &m->norm[i];
-    diat_status st = diat_tensor_like(ctx, y, x, err);
-    if (st != DIAT_OK) return st;
-    if (m->net.training) {
-        if ((st = diat_tensor_ensure(ctx, &m->save_mean[i], x->c, 1, 1, 1, err)) ||
-            (st = diat_tensor_ensure(ctx, &m->save_invstd[i], x->c, 1, 1, 1, err)))
-            return st;
-        ctx->backend->batchnorm_forward_train(ctx, x, &bn->gamma->value, &bn->beta->value,
-                                              DIAT_BN_EPS, DIAT_BN_MOMENTUM,
-                                              &bn->running_mean->value, &bn->running_var->value,
-                                              &m->save_mean[i], &m->save_invstd[i], y);
-    } else {
-        ctx->backend->batchnorm_forward_infer(ctx, x, &bn->gamma->value, &bn->beta->value,
-                                              &bn->running_mean->value, &bn->running_var->value,
-                                              DIAT_BN_EPS, y);
+    diat_status st;
+    if ((st = diat_tensor_like(ctx, y, x, err)) ||
+        (st = diat_tensor_ensure(ctx, &m->save_mean[i], x->c, 1, 1, 1, err)) ||
+        (st = diat_tensor_ensure(ctx, &m->save_invstd[i], x->c, 1, 1, 1, err)))
+        return st;
+    ctx->backend->batchnorm_forward_train(ctx, x, &bn->gamma->value, &bn->beta->value,
+                                          DIAT_BN_EPS, DIAT_BN_MOMENTUM,
+                                          &bn->running_mean->value, &bn->running_var->value,
+                                          &m->save_mean[i], &m->save_invstd[i], y);
+    return DIAT_OK;
+}
+
+/* At inference batch norm is an affine map per channel, so it folds into the
+ * convolution: w' = w * s, b' = beta - mean * s with s = gamma / sqrt(var +
+ * eps). Then conv, bias and activation run as one fused op. Refolded on
+ * every forward (a few thousand weights) so it can never go stale. */
+static diat_status fold_batchnorm(diat_mask *m, int i, diat_error *err)
+{
+    diat_context *ctx = m->net.ctx;
+    const diat_conv_layer *layer = &m->conv_layer[i];
+    const diat_batchnorm_layer *bn = &m->bn_layer[i];
+    const diat_tensor *weight = &layer->weight->value;
+    diat_status st;
+    if ((st = diat_tensor_like(ctx, &m->folded_weight[i], weight, err)) ||
+        (st = diat_tensor_ensure(ctx, &m->folded_bias[i], layer->out, 1, 1, 1, err)))
+        return st;
+    size_t count = diat_tensor_count(weight), per_out = count / (size_t)layer->out;
+    float *w = malloc((count + 5 * (size_t)layer->out) * sizeof *w);
+    if (!w) return diat_set_error(err, DIAT_ERR_MEMORY, "Out of memory folding batch norm.");
+    float *gamma = w + count, *beta = gamma + layer->out, *mean = beta + layer->out;
+    float *var = mean + layer->out, *bias = var + layer->out;
+    diat_tensor_download(ctx, weight, w);
+    diat_tensor_download(ctx, &bn->gamma->value, gamma);
+    diat_tensor_download(ctx, &bn->beta->value, beta);
+    diat_tensor_download(ctx, &bn->running_mean->value, mean);
+    diat_tensor_download(ctx, &bn->running_var->value, var);
+    for (int o = 0; o < layer->out; o++) {
+        float scale = gamma[o] / sqrtf(var[o] + DIAT_BN_EPS);
+        for (size_t k = 0; k < per_out; k++) w[(size_t)o * per_out + k] *= scale;
+        bias[o] = beta[o] - mean[o] * scale;
     }
+    diat_tensor_upload(ctx, &m->folded_weight[i], w);
+    diat_tensor_upload(ctx, &m->folded_bias[i], bias);
+    free(w);
     return DIAT_OK;
 }
 
@@ -103,10 +137,20 @@ diat_status diat_mask_forward(diat_mask *m, const diat_tensor *x, diat_error *er
     const diat_tensor *h = x;
     diat_status st;
     for (int i = 0; i < LAYERS; i++) {
-        if ((st = diat_conv_layer_forward(ctx, &m->conv_layer[i], h, DIAT_ACT_IDENTITY, 0.0f,
-                                          &m->conv[i], err))) return st;
-        if ((st = normalize(m, i, err))) return st;
-        diat_activate_inplace(ctx, activation_of(i), 0.0f, &m->norm[i]);
+        const diat_conv_layer *layer = &m->conv_layer[i];
+        if (m->net.training) {
+            if ((st = diat_conv_layer_forward(ctx, layer, h, DIAT_ACT_IDENTITY, 0.0f, &m->conv[i],
+                                              err)) ||
+                (st = normalize(m, i, err)))
+                return st;
+            ctx->backend->activation_forward(ctx, activation_of(i), 0.0f, m->norm[i].data,
+                                             m->norm[i].data, diat_tensor_count(&m->norm[i]));
+        } else if ((st = fold_batchnorm(m, i, err)) ||
+                   (st = diat_conv_apply(ctx, layer->geometry, layer->out, &m->folded_weight[i],
+                                         &m->folded_bias[i], h, activation_of(i), 0.0f,
+                                         &m->norm[i], err))) {
+            return st;
+        }
         h = &m->norm[i];
     }
     const diat_tensor *e = &m->norm[LAYERS - 1];
