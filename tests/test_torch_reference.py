@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Cross-check of the engine's T and M against the PyTorch reference.
+"""Cross-check of the engine's T and M (and D, DN) against PyTorch.
 
     test_torch_reference.py PATH/TO/torch_crosscheck
 
@@ -143,6 +143,67 @@ def check_one(helper, workdir, dtype, failures):
     report("y", float(np.where(spread[..., None], 0, diff_y).max()), TOLERANCE)
 
 
+CRITIC_WIDTH, DENOISER_WIDTH, DENOISER_DEPTH = 4, 8, 4  # as in torch_crosscheck.c
+
+
+def check_critic_denoiser(helper, workdir, failures):
+    """D and DN (not part of model files) against torch.nn definitions written
+    here from engine/nets/ARCHITECTURE.md."""
+    F = torch.nn.functional
+    rng = np.random.default_rng(SEED + 2)
+    widths = [CRITIC_WIDTH * m for m in (1, 2, 4, 8, 8)]
+    tensors = {}
+    for i, (cin, cout) in enumerate(zip([3] + widths[:-1], widths)):
+        bound = np.sqrt(6.0 / (cin * 16))
+        tensors[f"D.conv{i + 1}.weight"] = rng.uniform(-bound, bound, (cout, cin, 4, 4))
+        tensors[f"D.conv{i + 1}.bias"] = rng.uniform(-0.1, 0.1, cout)
+    tensors["D.fc.weight"] = rng.uniform(-0.05, 0.05, (1, widths[-1] * 16))
+    tensors["D.fc.bias"] = rng.uniform(-0.1, 0.1, 1)
+    channels = [3] + [DENOISER_WIDTH] * (DENOISER_DEPTH - 1) + [3]
+    for i in range(DENOISER_DEPTH):
+        bound = np.sqrt(6.0 / (channels[i] * 9))
+        tensors[f"DN.conv{i + 1}.weight"] = rng.uniform(-bound, bound,
+                                                        (channels[i + 1], channels[i], 3, 3))
+        tensors[f"DN.conv{i + 1}.bias"] = rng.uniform(-0.1, 0.1, channels[i + 1])
+    weights_path = os.path.join(workdir, "critic-denoiser.safetensors")
+    ref.write_safetensors(weights_path, tensors)
+    x = rng.uniform(-1, 1, (2, 3, SIZE, SIZE)).astype(np.float32)
+    input_path = os.path.join(workdir, "pair.f32")
+    x.tofile(input_path)
+    prefix = os.path.join(workdir, "engine-dd")
+    run = subprocess.run([helper, "--critic-denoiser", weights_path, input_path, prefix],
+                         capture_output=True, text=True, timeout=300)
+    if run.returncode != 0:
+        failures.append(f"torch_crosscheck --critic-denoiser exited {run.returncode}: "
+                        f"{run.stderr.strip()}")
+        return
+    w = {k: torch.from_numpy(np.asarray(v, dtype=np.float32).astype(np.float64))
+         for k, v in tensors.items()}
+    h = torch.from_numpy(x.astype(np.float64))
+    features = []
+    with torch.no_grad():
+        for i in range(5):
+            h = F.leaky_relu(F.conv2d(h, w[f"D.conv{i + 1}.weight"], w[f"D.conv{i + 1}.bias"],
+                                      stride=2, padding=1), 0.2)
+            features.append(h)
+        score = F.linear(h.flatten(1), w["D.fc.weight"], w["D.fc.bias"])
+        d = torch.from_numpy(x.astype(np.float64))
+        for i in range(DENOISER_DEPTH):
+            d = F.conv2d(d, w[f"DN.conv{i + 1}.weight"], w[f"DN.conv{i + 1}.bias"], padding=1)
+            if i < DENOISER_DEPTH - 1:
+                d = F.relu(d)
+        denoised = torch.from_numpy(x.astype(np.float64)) - d
+    for name, expected in (("score", score), ("feat4", features[3]), ("feat5", features[4]),
+                           ("denoised", denoised)):
+        got = read_floats(f"{prefix}-{name}.f32", tuple(expected.shape))
+        diff = float(np.abs(got - expected.numpy()).max())
+        ok = diff <= TOLERANCE
+        print(f"{'ok  ' if ok else 'FAIL'} critic/denoiser {name}: max |engine - torch| = "
+              f"{diff:.3g} (tolerance {TOLERANCE:g})")
+        if not ok:
+            failures.append(f"critic/denoiser {name}: {diff:.3g} > {TOLERANCE:g}")
+
+
 def main():
     if len(sys.argv) != 2:
         print(__doc__, file=sys.stderr)
@@ -153,6 +214,7 @@ def main():
     with tempfile.TemporaryDirectory(prefix="diat-torch-") as workdir:
         for dtype in ("F32", "F16"):
             check_one(helper, workdir, dtype, failures)
+        check_critic_denoiser(helper, workdir, failures)
     for failure in failures:
         print("FAIL " + failure, file=sys.stderr)
     return 1 if failures else 0

@@ -12,6 +12,13 @@
  *   PREFIX-soft-mask.f32  e, 32*32
  *   PREFIX-net-mask.f32   m from diat_mask_forward (the training path), 128*128
  *   PREFIX-taps.f32       the engine's 5 Gaussian taps
+ *
+ *   torch_crosscheck --critic-denoiser WEIGHTS INPUT OUTPUT_PREFIX
+ *
+ * runs the critic D (width 4) and the denoiser DN (width 8, depth 4) whose
+ * weights are in WEIGHTS on INPUT, raw float32 [2, 3, 128, 128] in [-1, 1],
+ * and writes PREFIX-score.f32 [2], PREFIX-feat4.f32, PREFIX-feat5.f32 and
+ * PREFIX-denoised.f32 (NCHW).
  * Exit status 0 on success, 1 with a message on stderr otherwise. */
 #include "diat-train.h"
 
@@ -129,8 +136,56 @@ done:
     return status;
 }
 
+enum { CRITIC_WIDTH = 4, DENOISER_WIDTH = 8, DENOISER_DEPTH = 4, PAIR = 2 };
+
+static int run_critic_denoiser(const char *weights, const char *input, const char *prefix)
+{
+    static float x_host[PAIR * 3 * FACE_PIXELS];
+    if (read_floats(input, x_host, PAIR * 3 * FACE_PIXELS) != 0) return 1;
+    diat_error err = {0};
+    diat_context *ctx = NULL;
+    diat_safetensors *st = NULL;
+    diat_critic critic = {0};
+    diat_denoiser denoiser = {0};
+    diat_tensor x = {0};
+    int status = 1;
+    if (diat_context_new(DIAT_BACKEND_CPU, 1, &ctx, &err) != DIAT_OK) return fail("context", &err);
+    if (diat_safetensors_open(weights, &st, &err) ||
+        diat_critic_init(&critic, ctx, CRITIC_WIDTH, &err) ||
+        diat_denoiser_init(&denoiser, ctx, DENOISER_WIDTH, DENOISER_DEPTH, &err) ||
+        diat_net_load(&critic.net, st, &err) || diat_net_load(&denoiser.net, st, &err) ||
+        diat_tensor_alloc(ctx, &x, PAIR, 3, DIAT_FACE_SIZE, DIAT_FACE_SIZE, &err)) {
+        fail("setup", &err);
+        goto done;
+    }
+    diat_tensor_upload(ctx, &x, x_host);
+    if (diat_critic_forward(&critic, &x, &err) || diat_denoiser_forward(&denoiser, &x, &err)) {
+        fail("forward", &err);
+        goto done;
+    }
+    const diat_tensor *outputs[] = {&critic.score, &critic.feat[3], &critic.feat[4], &denoiser.out};
+    const char *names[] = {"score", "feat4", "feat5", "denoised"};
+    status = 0;
+    for (int i = 0; i < 4 && status == 0; i++) {
+        size_t count = diat_tensor_count(outputs[i]);
+        float *host = malloc(count * sizeof *host);
+        diat_tensor_download(ctx, outputs[i], host);
+        status = write_floats(prefix, names[i], host, count) != 0;
+        free(host);
+    }
+done:
+    diat_tensor_release(ctx, &x);
+    diat_critic_free(&critic);
+    diat_denoiser_free(&denoiser);
+    diat_safetensors_close(st);
+    diat_context_free(ctx);
+    return status;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc == 5 && strcmp(argv[1], "--critic-denoiser") == 0)
+        return run_critic_denoiser(argv[2], argv[3], argv[4]);
     if (argc != 4) {
         fprintf(stderr, "usage: torch_crosscheck MODEL INPUT OUTPUT_PREFIX\n");
         return 2;
