@@ -177,6 +177,51 @@ struct diat_backend {
     void (*binarize_forward)(diat_context *ctx, const float *x, float threshold, float *y,
                              size_t count);
     void (*binarize_backward)(diat_context *ctx, const float *dy, float *dx, size_t count);
+
+    /* ---- training: composition, losses, optimizer, resampling ----------
+     * Scalars (`out`) are 1-float tensors in backend memory, so a training
+     * step needs no host round trip; the trainer downloads them to log. */
+
+    /* y = m * a + (1 - m) * b; m is [n, 1, h, w], broadcast over channels */
+    void (*compose_forward)(diat_context *ctx, const diat_tensor *m, const diat_tensor *a,
+                            const diat_tensor *b, diat_tensor *y);
+    void (*compose_backward)(diat_context *ctx, const diat_tensor *m, const diat_tensor *a,
+                             const diat_tensor *b, const diat_tensor *dy, diat_tensor *dm,
+                             diat_tensor *da, diat_tensor *db);
+    /* out[0] = scale * sum((a - b)^2), b NULL meaning zeros;
+     * backward: da += 2 scale (a - b), db -= 2 scale (a - b) */
+    void (*squared_error_forward)(diat_context *ctx, const float *a, const float *b, size_t count,
+                                  float scale, float *out);
+    void (*squared_error_backward)(diat_context *ctx, const float *a, const float *b,
+                                   size_t count, float scale, float *da, float *db);
+    /* out[0] = scale * sum(x); backward is a fill, done with axpy/fill */
+    void (*sum_forward)(diat_context *ctx, const float *x, size_t count, float scale, float *out);
+    /* out[0] = scale * |sum(x) / count - target| (attribute ratio); backward:
+     * dx += scale * sign(mean - target) / count */
+    void (*ratio_loss_forward)(diat_context *ctx, const float *x, size_t count, float target,
+                               float scale, float *out);
+    void (*ratio_loss_backward)(diat_context *ctx, const float *x, size_t count, float target,
+                                float scale, float *dx);
+    /* WGAN-GP on per-sample input gradients g [n, ...]:
+     * out[0] = lambda / n * sum_i (||g_i|| - 1)^2; backward: dg += its gradient */
+    void (*gradient_penalty_forward)(diat_context *ctx, const diat_tensor *g, float lambda,
+                                     float *out);
+    void (*gradient_penalty_backward)(diat_context *ctx, const diat_tensor *g, float lambda,
+                                      diat_tensor *dg);
+    /* y = a * b element-wise (interpolates, noise); backward with axpy-like use */
+    void (*mul)(diat_context *ctx, const float *a, const float *b, float *y, size_t count);
+    /* one bias-corrected Adam step (step >= 1) */
+    void (*adam_update)(diat_context *ctx, float *param, const float *grad, float *m, float *v,
+                        size_t count, float lr, float beta1, float beta2, float eps, int step);
+    /* bilinear resize to y's size (PyTorch align_corners=False, no antialias) */
+    void (*resize_bilinear_forward)(diat_context *ctx, const diat_tensor *x, diat_tensor *y);
+    void (*resize_bilinear_backward)(diat_context *ctx, const diat_tensor *dy, diat_tensor *dx);
+    /* max pooling, window k, stride s, padding p (padding never wins);
+     * backward routes each gradient to its window's first maximum */
+    void (*maxpool_forward)(diat_context *ctx, const diat_tensor *x, int k, int s, int p,
+                            diat_tensor *y);
+    void (*maxpool_backward)(diat_context *ctx, const diat_tensor *x, const diat_tensor *dy, int k,
+                             int s, int p, diat_tensor *dx);
 };
 
 /* The CPU backend (always present). */
@@ -395,6 +440,15 @@ diat_status diat_critic_forward(diat_critic *d, const diat_tensor *x, diat_error
 diat_status diat_critic_backward(diat_critic *d, const diat_tensor *dscore,
                                  const diat_tensor *dfeat4, const diat_tensor *dfeat5,
                                  diat_tensor *dx, diat_error *err);
+
+/* WGAN-GP, first half: after diat_critic_forward(d, x_hat), g = d(sum of the
+ * scores)/d(x_hat) per sample, WITHOUT touching parameter gradients; keeps
+ * what the second half needs. g is (re)allocated like x_hat. */
+diat_status diat_critic_input_gradient(diat_critic *d, diat_tensor *g, diat_error *err);
+/* WGAN-GP, second half (the exact double backward): given u = dL/dg,
+ * accumulate dL/d(parameters) through the input-gradient computation. */
+diat_status diat_critic_input_gradient_backward(diat_critic *d, const diat_tensor *u,
+                                                diat_error *err);
 
 /* Denoiser DN: fully convolutional, `depth` 3x3 convolutions with ReLU,
  * predicting the noise: DN(x) = x - residual. */
