@@ -431,6 +431,12 @@ typedef struct diat_critic {
     diat_tensor feat[5];                /* after LeakyReLU; feat[3] = layer 4, feat[4] = layer 5 */
     diat_tensor score;                  /* [n, 1, 1, 1] */
     diat_tensor grad_feat[5], grad_pre; /* backward buffers */
+    /* WGAN-GP double backward, kept from diat_critic_input_gradient so that
+     * other forwards may run before diat_critic_input_gradient_backward: */
+    diat_tensor gp_feat[5];  /* copies of feat[]: their signs are LeakyReLU's slopes */
+    diat_tensor gp_pre[5];   /* d(sum of scores)/d(pre-activation of layer i+1) */
+    diat_tensor gp_ones;     /* [n, 1, 1, 1] of ones: d(sum of scores)/d(score) */
+    diat_tensor gp_state[2]; /* ping-pong scratch for the double backward */
 } diat_critic;
 
 diat_status diat_critic_init(diat_critic *d, diat_context *ctx, int width, diat_error *err);
@@ -475,6 +481,72 @@ diat_status diat_denoiser_backward(diat_denoiser *dn, const diat_tensor *dout, d
 #define DIAT_DEFAULT_CRITIC_WIDTH 32
 #define DIAT_DEFAULT_DENOISER_WIDTH 32
 #define DIAT_DEFAULT_DENOISER_DEPTH 5
+
+/* ---- the face recognition network (engine/nets/face-recognition.c) -------
+ * phi of the identity loss: dlib's ResNet-29 face descriptor, as shipped
+ * (uint8-quantised) by the npm package @vladmandic/face-api and converted by
+ * tools/convert-face-api.py into models/face-recognition-resnet29.safetensors
+ * (card: models/face-recognition-resnet29.md). 150x150 RGB -> 128-d, where a
+ * Euclidean distance below 0.6 means "same person" (dlib's threshold). The
+ * weights are frozen: backward gives the input gradient only. Topology: the
+ * comment at the top of face-recognition.c. */
+
+#define DIAT_FACE_RECOGNITION_SIZE 150 /* input side the network was trained on */
+#define DIAT_FACE_RECOGNITION_DIM 128  /* embedding length */
+#define DIAT_FACE_RECOGNITION_BLOCKS 14
+
+/* out = relu(conv2(relu(conv1(in))) + skip(in)). In a down-sampling block
+ * conv1 has stride 2 and the skip is a 2x2 average pool, zero-padded in
+ * channels (and the conv branch zero-padded bottom/right to the pool's size:
+ * dlib adds tensors of different sizes aligned at the top-left corner). */
+typedef struct diat_face_residual_block {
+    diat_conv_layer conv1, conv2;
+    int down;
+    diat_tensor hidden;   /* relu(conv1(in)) */
+    diat_tensor out;      /* the block's output */
+    diat_tensor grad_out; /* backward: dL/d(out) */
+} diat_face_residual_block;
+
+typedef struct diat_face_recognition {
+    diat_net net;               /* parameters as stored in the file (not trainable) */
+    diat_conv_layer stem_layer; /* 7x7 stride 2, 3 -> 32 */
+    diat_param *fc_weight;      /* [128, 256], no bias */
+    diat_face_residual_block block[DIAT_FACE_RECOGNITION_BLOCKS];
+    diat_tensor stem_weight, stem_bias; /* the stem with the input normalisation folded in */
+    int loaded;                         /* set by diat_face_recognition_load */
+    diat_tensor input;                  /* shallow view of x: x must outlive backward */
+    diat_tensor resized;   /* x resized to 150x150 (unused when x is 150x150 already) */
+    diat_tensor stem;      /* relu(stem conv): [n, 32, 72, 72] */
+    diat_tensor pooled;    /* 3x3 stride-2 max pool: [n, 32, 35, 35] */
+    diat_tensor feature;   /* global average: [n, 256, 1, 1] */
+    diat_tensor embedding; /* [n, 128, 1, 1] */
+    diat_tensor grad_feature, grad_stem, grad_pooled, grad_resized; /* backward buffers */
+    diat_tensor scratch[3];                                         /* grown as needed */
+} diat_face_recognition;
+
+diat_status diat_face_recognition_init(diat_face_recognition *f, diat_context *ctx,
+                                       diat_error *err);
+/* Load the converted weights (metadata format "diat-face-recognition"). */
+diat_status diat_face_recognition_load(diat_face_recognition *f, const char *path, diat_error *err);
+void diat_face_recognition_free(diat_face_recognition *f);
+/* x: [n, 3, H, W] faces in [-1, 1], normally the DIAT crop (128x128): resized
+ * inside to 150x150 (bilinear, align_corners=False; skipped when x is already
+ * 150x150, e.g. a dlib face chip) and normalised as face-api does (pixel
+ * values 0..255 minus dlib's mean RGB, divided by 255). Result:
+ * f->embedding [n, 128, 1, 1]. */
+diat_status diat_face_recognition_forward(diat_face_recognition *f, const diat_tensor *x,
+                                          diat_error *err);
+/* Accumulate dx (may be NULL) from dL/d(embedding) after a forward; no
+ * parameter gradients (the network is frozen). */
+diat_status diat_face_recognition_backward(diat_face_recognition *f, const diat_tensor *dembedding,
+                                           diat_tensor *dx, diat_error *err);
+/* Embedding of one 150x150 RGB face chip, interleaved, values in [0, 1]
+ * (8-bit value / 255), with no resize: the input dlib's and face-api's
+ * descriptors take, for comparing with them directly. Leaves nothing for
+ * backward. */
+diat_status diat_face_recognition_embed_chip(diat_face_recognition *f, const float *rgb,
+                                             float embedding[DIAT_FACE_RECOGNITION_DIM],
+                                             diat_error *err);
 
 #ifdef __cplusplus
 }

@@ -357,8 +357,131 @@ static void test_conv2d(void)
         {1, 3, 4, 5, 2, 3, 1, 2, 1},    /* padding wider than needed */
         {2, 2, 3, 4, 2, 4, 1, 1, 1},    /* kernel larger than an axis */
         {1, 64, 96, 96, 2, 3, 1, 1, 1}, /* several bands in forward and backward */
+        /* Shapes aimed at the AVX-512 forward (conv-avx512.c) when the CPU
+         * has it: batch folded into 32-column panels (4x4, 8x8 outputs),
+         * channel counts that end in partial 12-row tiles, direct tiles. */
+        {3, 4, 8, 8, 12, 3, 2, 1, 1},   /* 4x4 outputs, batch 3: panels cross images */
+        {3, 5, 8, 8, 24, 3, 1, 1, 1},   /* 8x8 outputs, batch 3 */
+        {1, 2, 4, 4, 768, 3, 1, 1, 1},  /* 16 columns, 768 channels (T.up1) */
+        {2, 4, 32, 32, 1, 3, 1, 1, 1},  /* one output channel, direct */
+        {2, 5, 32, 32, 24, 3, 1, 1, 0}, /* direct tiles, 2 images */
+        {1, 3, 66, 66, 4, 4, 2, 1, 1},  /* k4 s2, 33x33: 1089 columns */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) check_conv(&cases[i], 0);
+}
+
+/* Forward only, with each fused activation: the reference applies it to
+ * its double result (activation.c's formulas). */
+typedef struct conv_act_case {
+    conv_case conv;
+    diat_activation act;
+} conv_act_case;
+
+static double activate_reference(diat_activation act, double v)
+{
+    switch (act) {
+    case DIAT_ACT_RELU: return v > 0.0 ? v : 0.0;
+    case DIAT_ACT_LEAKY_RELU: return v > 0.0 ? v : 0.2 * v;
+    case DIAT_ACT_SIGMOID: return 1.0 / (1.0 + exp(-v));
+    case DIAT_ACT_TANH: return tanh(v);
+    case DIAT_ACT_IDENTITY: break;
+    }
+    return v;
+}
+
+static void check_conv_forward(const conv_act_case *ac)
+{
+    static const char *names[] = {"identity", "relu", "leaky relu", "sigmoid", "tanh"};
+    const conv_case *c = &ac->conv;
+    char label[128];
+    snprintf(label, sizeof label, "conv n%d %dx%dx%d->%d k%d s%d p%d%s %s", c->n, c->in_c, c->h,
+             c->w, c->out_c, c->k, c->stride, c->pad, c->bias ? " bias" : "", names[ac->act]);
+    int oh = conv_out(c->h, c), ow = conv_out(c->w, c);
+    diat_tensor x = device_tensor(c->n, c->in_c, c->h, c->w, NULL);
+    diat_tensor w = device_tensor(c->out_c, c->in_c, c->k, c->k, NULL);
+    diat_tensor b = device_tensor(c->out_c, 1, 1, 1, NULL);
+    diat_tensor y = device_tensor(c->n, c->out_c, oh, ow, NULL);
+    reference ref = {.forward = conv_reference, .op = c, .out_len = diat_tensor_count(&y)};
+    ref.in[0] = download_double(&x), ref.in_len[0] = diat_tensor_count(&x);
+    ref.in[1] = download_double(&w), ref.in_len[1] = diat_tensor_count(&w);
+    ref.in[2] = download_double(&b), ref.in_len[2] = (size_t)c->out_c;
+
+    diat_conv_geometry g = {c->k, c->stride, c->pad};
+    be->conv2d_forward(ctx, &x, &w, c->bias ? &b : NULL, g, ac->act, 0.2f, &y);
+    double *want = reference_output(&ref);
+    for (size_t i = 0; i < ref.out_len; i++) want[i] = activate_reference(ac->act, want[i]);
+    float *got = download(&y);
+    CHECK_MSG(matches(got, want, ref.out_len, FORWARD_TOL, label), "%s forward", label);
+    free(want), free(got);
+    diat_tensor *ts[] = {&x, &w, &b, &y};
+    for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) diat_tensor_release(ctx, ts[i]);
+    free_reference_inputs(&ref);
+}
+
+static void test_conv2d_forward_shapes(void)
+{
+    static const conv_act_case cases[] = {
+        {{16, 6, 4, 4, 24, 3, 1, 1, 1}, DIAT_ACT_RELU},         /* 4x4 outputs, batch 16 */
+        {{16, 3, 16, 16, 12, 3, 2, 1, 1}, DIAT_ACT_LEAKY_RELU}, /* 8x8 outputs, batch 16 */
+        {{16, 8, 8, 8, 4, 4, 2, 1, 1}, DIAT_ACT_LEAKY_RELU},    /* the critic's k4 s2 */
+        {{3, 16, 4, 4, 768, 3, 1, 1, 1}, DIAT_ACT_RELU},        /* 48 columns, 64 tiles */
+        {{1, 3, 64, 64, 24, 3, 2, 1, 1}, DIAT_ACT_LEAKY_RELU},  /* T.down1 */
+        {{1, 3, 64, 64, 12, 3, 2, 0, 0}, DIAT_ACT_IDENTITY},    /* s2, no padding: 31x31 */
+        {{2, 7, 17, 23, 13, 3, 1, 1, 1}, DIAT_ACT_TANH},        /* odd sizes, 12 + 1 rows */
+        {{1, 24, 64, 64, 12, 3, 1, 1, 1}, DIAT_ACT_IDENTITY},   /* T.up5: direct tiles */
+        {{2, 16, 32, 32, 1, 3, 1, 1, 0}, DIAT_ACT_SIGMOID},     /* M.conv5 */
+        {{1, 9, 16, 48, 40, 3, 1, 1, 1}, DIAT_ACT_RELU},        /* direct, 12*3 + 4 rows */
+        {{1, 200, 16, 16, 60, 3, 1, 1, 1}, DIAT_ACT_RELU},      /* K 1800: several chunks */
+        {{2, 4, 9, 11, 3, 5, 1, 2, 1}, DIAT_ACT_LEAKY_RELU},    /* 5x5 kernel */
+        {{2, 6, 10, 10, 7, 1, 1, 0, 1}, DIAT_ACT_RELU},         /* pointwise */
+        {{5, 3, 2, 2, 5, 3, 1, 1, 1}, DIAT_ACT_IDENTITY},       /* 2x2 outputs: 5 images/panel */
+        {{1, 3, 64, 64, 5, 3, 3, 1, 1}, DIAT_ACT_RELU},         /* stride 3, 22-wide rows */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) check_conv_forward(&cases[i]);
+}
+
+/* However a backend splits a convolution across threads, every output sums
+ * the same products in the same order: 1 and 3 threads agree exactly. */
+static void test_conv2d_thread_split(void)
+{
+    static const conv_case cases[] = {
+        {1, 8, 4, 4, 96, 3, 1, 1, 1},   /* few columns: split by weight rows */
+        {4, 6, 20, 20, 24, 3, 2, 1, 1}, /* split by panels */
+        {2, 5, 32, 32, 20, 3, 1, 1, 1}, /* direct tiles */
+        {16, 12, 8, 8, 36, 3, 1, 1, 0}, /* batch-folded 8x8 */
+    };
+    diat_context *one, *three;
+    diat_error err;
+    if (diat_context_new(DIAT_BACKEND_CPU, 1, &one, &err) != DIAT_OK ||
+        diat_context_new(DIAT_BACKEND_CPU, 3, &three, &err) != DIAT_OK) {
+        CHECK_MSG(0, "contexts: %s", err.message);
+        return;
+    }
+    if (be != diat_context_backend(one)) { /* another backend under test: CPU only */
+        diat_context_free(one), diat_context_free(three);
+        return;
+    }
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const conv_case *c = &cases[i];
+        int oh = conv_out(c->h, c), ow = conv_out(c->w, c);
+        diat_tensor x = device_tensor(c->n, c->in_c, c->h, c->w, NULL);
+        diat_tensor w = device_tensor(c->out_c, c->in_c, c->k, c->k, NULL);
+        diat_tensor b = device_tensor(c->out_c, 1, 1, 1, NULL);
+        diat_tensor y1 = device_tensor(c->n, c->out_c, oh, ow, NULL);
+        diat_tensor y3 = device_tensor(c->n, c->out_c, oh, ow, NULL);
+        diat_conv_geometry g = {c->k, c->stride, c->pad};
+        be->conv2d_forward(one, &x, &w, c->bias ? &b : NULL, g, DIAT_ACT_LEAKY_RELU, 0.2f, &y1);
+        be->conv2d_forward(three, &x, &w, c->bias ? &b : NULL, g, DIAT_ACT_LEAKY_RELU, 0.2f, &y3);
+        float *a = download(&y1), *z = download(&y3);
+        CHECK_MSG(memcmp(a, z, diat_tensor_count(&y1) * sizeof *a) == 0,
+                  "conv n%d %dx%dx%d->%d: 1 and 3 threads differ", c->n, c->in_c, c->h, c->w,
+                  c->out_c);
+        free(a), free(z);
+        diat_tensor *ts[] = {&x, &w, &b, &y1, &y3};
+        for (size_t t = 0; t < sizeof ts / sizeof ts[0]; t++) diat_tensor_release(ctx, ts[t]);
+    }
+    diat_context_free(one);
+    diat_context_free(three);
 }
 
 /* The gradient checker must be able to fail: against a reference whose
@@ -1085,6 +1208,8 @@ int main(void)
     RUN_TEST(test_memory_ops);
     RUN_TEST(test_checker_detects_errors);
     RUN_TEST(test_conv2d);
+    RUN_TEST(test_conv2d_forward_shapes);
+    RUN_TEST(test_conv2d_thread_split);
     RUN_TEST(test_linear);
     RUN_TEST(test_batchnorm_train);
     RUN_TEST(test_batchnorm_infer);

@@ -97,6 +97,23 @@ static const diat_backend cpu_backend = {
     .gaussian5_backward = diat_cpu_gaussian5_backward,
     .binarize_forward = diat_cpu_binarize_forward,
     .binarize_backward = diat_cpu_binarize_backward,
+
+    .resize_bilinear_forward = diat_cpu_resize_bilinear_forward,
+    .resize_bilinear_backward = diat_cpu_resize_bilinear_backward,
+    .maxpool_forward = diat_cpu_maxpool_forward,
+    .maxpool_backward = diat_cpu_maxpool_backward,
+
+    .compose_forward = diat_cpu_compose_forward,
+    .compose_backward = diat_cpu_compose_backward,
+    .squared_error_forward = diat_cpu_squared_error_forward,
+    .squared_error_backward = diat_cpu_squared_error_backward,
+    .sum_forward = diat_cpu_sum_forward,
+    .ratio_loss_forward = diat_cpu_ratio_loss_forward,
+    .ratio_loss_backward = diat_cpu_ratio_loss_backward,
+    .gradient_penalty_forward = diat_cpu_gradient_penalty_forward,
+    .gradient_penalty_backward = diat_cpu_gradient_penalty_backward,
+    .mul = diat_cpu_mul,
+    .adam_update = diat_cpu_adam_update,
 };
 
 const diat_backend *diat_backend_cpu(void)

@@ -206,6 +206,8 @@ void diat_cpu_conv2d_forward(diat_context *ctx, const diat_tensor *x, const diat
                              const diat_tensor *bias, diat_conv_geometry g, diat_activation act,
                              float slope, diat_tensor *y)
 {
+    if (diat_cpu_conv2d_forward_avx512(ctx, x, weight, bias, g, act, slope, y)) return;
+
     const conv_shape s = conv_shape_of(x, weight, y, g);
     const int pointwise = is_pointwise(&s);
     int rows = band_rows(&s, FORWARD_BAND_FLOATS);

@@ -14,6 +14,14 @@ void diat_cpu_conv2d_backward(diat_context *ctx, const diat_tensor *x, const dia
                               const diat_tensor *dy, diat_conv_geometry g, diat_tensor *dx,
                               diat_tensor *dweight, diat_tensor *dbias);
 
+/* conv-avx512.c: the forward on CPUs with AVX-512 (unless the environment
+ * has DIAT_CPU_NO_AVX512=1). Returns 0, having done nothing, when it cannot
+ * run here or cannot get its scratch; the caller then takes the BLAS path. */
+int diat_cpu_conv2d_forward_avx512(diat_context *ctx, const diat_tensor *x,
+                                   const diat_tensor *weight, const diat_tensor *bias,
+                                   diat_conv_geometry g, diat_activation act, float slope,
+                                   diat_tensor *y);
+
 /* linear.c */
 void diat_cpu_linear_forward(diat_context *ctx, const diat_tensor *x, const diat_tensor *weight,
                              const diat_tensor *bias, diat_tensor *y);
@@ -72,6 +80,14 @@ void diat_cpu_concat_forward(diat_context *ctx, const diat_tensor *a, const diat
 void diat_cpu_concat_backward(diat_context *ctx, const diat_tensor *dy, diat_tensor *da,
                               diat_tensor *db);
 
+/* pool.c */
+void diat_cpu_resize_bilinear_forward(diat_context *ctx, const diat_tensor *x, diat_tensor *y);
+void diat_cpu_resize_bilinear_backward(diat_context *ctx, const diat_tensor *dy, diat_tensor *dx);
+void diat_cpu_maxpool_forward(diat_context *ctx, const diat_tensor *x, int k, int s, int p,
+                              diat_tensor *y);
+void diat_cpu_maxpool_backward(diat_context *ctx, const diat_tensor *x, const diat_tensor *dy,
+                               int k, int s, int p, diat_tensor *dx);
+
 /* gaussian.c */
 void diat_cpu_gaussian5_forward(diat_context *ctx, const diat_tensor *x, const float *taps,
                                 diat_tensor *y);
@@ -80,5 +96,28 @@ void diat_cpu_gaussian5_backward(diat_context *ctx, const diat_tensor *dy, const
 void diat_cpu_binarize_forward(diat_context *ctx, const float *x, float threshold, float *y,
                                size_t count);
 void diat_cpu_binarize_backward(diat_context *ctx, const float *dy, float *dx, size_t count);
+
+/* loss.c */
+void diat_cpu_compose_forward(diat_context *ctx, const diat_tensor *m, const diat_tensor *a,
+                              const diat_tensor *b, diat_tensor *y);
+void diat_cpu_compose_backward(diat_context *ctx, const diat_tensor *m, const diat_tensor *a,
+                               const diat_tensor *b, const diat_tensor *dy, diat_tensor *dm,
+                               diat_tensor *da, diat_tensor *db);
+void diat_cpu_squared_error_forward(diat_context *ctx, const float *a, const float *b, size_t count,
+                                    float scale, float *out);
+void diat_cpu_squared_error_backward(diat_context *ctx, const float *a, const float *b,
+                                     size_t count, float scale, float *da, float *db);
+void diat_cpu_sum_forward(diat_context *ctx, const float *x, size_t count, float scale, float *out);
+void diat_cpu_ratio_loss_forward(diat_context *ctx, const float *x, size_t count, float target,
+                                 float scale, float *out);
+void diat_cpu_ratio_loss_backward(diat_context *ctx, const float *x, size_t count, float target,
+                                  float scale, float *dx);
+void diat_cpu_gradient_penalty_forward(diat_context *ctx, const diat_tensor *g, float lambda,
+                                       float *out);
+void diat_cpu_gradient_penalty_backward(diat_context *ctx, const diat_tensor *g, float lambda,
+                                        diat_tensor *dg);
+void diat_cpu_mul(diat_context *ctx, const float *a, const float *b, float *y, size_t count);
+void diat_cpu_adam_update(diat_context *ctx, float *param, const float *grad, float *m, float *v,
+                          size_t count, float lr, float beta1, float beta2, float eps, int step);
 
 #endif

@@ -1,0 +1,133 @@
+#!/bin/bash
+# End-to-end tests of diat-train on real CelebA faces (../shared/data):
+# a denoiser run, a short DIAT run whose losses must be finite and move as
+# expected, exact resume, SIGINT and time-budget stops, export into a model
+# that `diat apply` loads, and clear errors for bad data and options.
+#
+#   test_train.sh DIAT_TRAIN DIAT RED_SQUARE FACE_RECOGNITION_MODEL
+#
+# Skips (exit 77) when the CelebA folder is absent. Prints "N passed, N failed".
+set -u
+if [ $# -ne 4 ]; then
+    echo "usage: $0 DIAT_TRAIN DIAT RED_SQUARE FACE_RECOGNITION_MODEL" >&2
+    exit 2
+fi
+TRAIN=$1 DIAT=$2 RED_SQUARE=$3 FR_MODEL=$4
+CELEBA=${DIAT_SHARED_DATA:-../shared/data}/celeba128
+if [ ! -f "$CELEBA/list_attr_celeba.txt" ]; then
+    echo "SKIP: no CelebA at $CELEBA"
+    exit 77
+fi
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/diat-train.XXXXXX") || exit 1
+trap 'rm -rf "$WORK"' EXIT
+
+passed=0 failed=0
+pass() { passed=$((passed + 1)); echo "ok   $1"; }
+fail() {
+    failed=$((failed + 1))
+    echo "FAIL $1"
+    [ -s "$WORK/stderr" ] && tail -5 "$WORK/stderr" | sed 's/^/     stderr: /'
+}
+run() { "$@" >"$WORK/stdout" 2>"$WORK/stderr"; rc=$?; }
+expect_ok() { local name=$1; shift; run "$@"; if [ $rc -eq 0 ]; then pass "$name"; else fail "$name (exit $rc)"; fi; }
+expect_error() { # NAME WORD CMD...: non-zero exit and an error line containing WORD
+    local name=$1 word=$2; shift 2; run "$@"
+    if [ $rc -ne 0 ] && grep -q 'diat-train: error:' "$WORK/stderr" && grep -qi -- "$word" "$WORK/stderr"; then
+        pass "$name"; else fail "$name (exit $rc, wanted '$word')"; fi
+}
+# csv_check NAME FILE AWK-PROGRAM: the program exits 0 when the log is right.
+csv_check() {
+    if awk -F, "$3" "$2" >"$WORK/stdout" 2>&1; then pass "$1"; else fail "$1: $(cat "$WORK/stdout")"; fi
+}
+
+SMALL=(--width 4 --mask-width 4 --critic-width 4 --batch 4 --quiet)
+DATA=(--celeba "$CELEBA" --attribute Eyeglasses --direction remove)
+
+# ---- the denoiser DN, trained first ----
+expect_ok "denoiser trains" "$TRAIN" denoiser --celeba "$CELEBA" --run-dir "$WORK/dn" \
+    --denoiser-width 8 --denoiser-depth 3 --batch 4 --steps 150 --lr-g 2e-3 --quiet
+# DN starts as the identity (error = the noise); learning removes noise.
+csv_check "denoiser loss is finite and falls" "$WORK/dn/log.csv" '
+    NR > 1 { v = $13; if (v != v + 0 || v ~ /nan|inf/) bad = 1;
+             if (NR <= 21) first += v; if (NR > 131) last += v }
+    END { if (bad || NR != 151 || !(last < 0.8 * first)) { print "rows " NR " first " first / 20 " last " last / 20; exit 1 } }'
+expect_ok "denoiser exports" "$TRAIN" denoiser --celeba "$CELEBA" --run-dir "$WORK/dn" \
+    --denoiser-width 8 --denoiser-depth 3 --batch 4 --export "$WORK/dn.safetensors"
+
+# ---- a short DIAT run with every loss term ----
+expect_ok "DIAT trains 200 steps" "$TRAIN" "${DATA[@]}" "${SMALL[@]}" --run-dir "$WORK/run" \
+    --steps 200 --n-critic 2 --denoiser "$WORK/dn.safetensors" --face-recognition "$FR_MODEL" \
+    --checkpoint-every 100 --sample-every 100
+csv_check "every loss term finite" "$WORK/run/log.csv" '
+    NR > 1 { for (i = 3; i <= 12; i++) if ($i != $i + 0 || $i ~ /nan|inf/) { print "row " NR " col " i ": " $i; exit 1 } }
+    END { if (NR != 201) { print NR " rows"; exit 1 } }'
+csv_check "every generator term is active" "$WORK/run/log.csv" '
+    NR > 1 { for (i = 6; i <= 11; i++) if ($i + 0 != 0) seen[i] = 1 }
+    END { for (i = 6; i <= 11; i++) if (!seen[i]) { print "column " i " always 0"; exit 1 } }'
+# The critic separates references from results: its Wasserstein estimate
+# E[D(ref)] - E[D(y)] grows from ~0; the mask mean moves towards p = 0.12.
+csv_check "Wasserstein estimate grows" "$WORK/run/log.csv" '
+    NR > 1 && NR <= 21 { first += $3 - $4 } NR > 181 { last += $3 - $4 }
+    END { if (!(last > first && last > 0)) { print "first " first / 20 " last " last / 20; exit 1 } }'
+csv_check "mask ratio moves towards p" "$WORK/run/log.csv" '
+    NR > 1 && NR <= 21 { first += $12 } NR > 181 { last += $12 }
+    END { f = first / 20 - 0.12; l = last / 20 - 0.12; if (f < 0) f = -f; if (l < 0) l = -l;
+          if (!(l < f)) { print "first " first / 20 " last " last / 20; exit 1 } }'
+for f in checkpoint.safetensors loss.png samples/step-0000100.png samples/step-0000200.png; do
+    if [ -s "$WORK/run/$f" ]; then pass "run wrote $f"; else fail "run wrote $f"; fi
+done
+
+# ---- export into a model diat apply loads ----
+expect_ok "export F16" "$TRAIN" "${DATA[@]}" "${SMALL[@]}" --run-dir "$WORK/run" \
+    --denoiser "$WORK/dn.safetensors" --face-recognition "$FR_MODEL" --export "$WORK/model.safetensors" --f16
+expect_ok "diat info reads the export" "$DIAT" info "$WORK/model.safetensors"
+if grep -q "Eyeglasses" "$WORK/stdout" && grep -q "training_iterations: 200" "$WORK/stdout"; then
+    pass "export metadata"; else fail "export metadata"; fi
+expect_ok "diat apply uses the export" "$DIAT" apply -q -m "$WORK/model.safetensors" \
+    "$RED_SQUARE" "$WORK/applied.png"
+
+# ---- resume continues exactly: 6+6 steps equal 12 straight ----
+FAST=("${DATA[@]}" "${SMALL[@]}" --n-critic 1 --lambda-id 0 --lambda-pr 0)
+expect_ok "straight 12 steps" "$TRAIN" "${FAST[@]}" --run-dir "$WORK/straight" --steps 12
+expect_ok "first 6 steps" "$TRAIN" "${FAST[@]}" --run-dir "$WORK/split" --steps 6
+expect_ok "resume to 12" "$TRAIN" "${FAST[@]}" --run-dir "$WORK/split" --steps 12 --resume
+cut -d, -f1,3- "$WORK/straight/log.csv" >"$WORK/a.csv"
+cut -d, -f1,3- "$WORK/split/log.csv" >"$WORK/b.csv"
+if cmp -s "$WORK/a.csv" "$WORK/b.csv"; then pass "resumed losses equal the straight run's"
+else fail "resumed losses equal the straight run's"; diff "$WORK/a.csv" "$WORK/b.csv" | head -6; fi
+
+# ---- stops: time budget and SIGINT leave a checkpoint that resumes ----
+run "$TRAIN" "${FAST[@]}" --run-dir "$WORK/budget" --steps 100000 --max-time 2
+if [ $rc -eq 0 ] && [ -s "$WORK/budget/checkpoint.safetensors" ]; then pass "--max-time stops cleanly"
+else fail "--max-time stops cleanly (exit $rc)"; fi
+"$TRAIN" "${FAST[@]}" --run-dir "$WORK/sigint" --steps 100000 >/dev/null 2>"$WORK/stderr" &
+pid=$!
+sleep 3
+kill -INT $pid
+wait $pid
+rc=$?
+if [ $rc -eq 130 ] && [ -s "$WORK/sigint/checkpoint.safetensors" ]; then pass "SIGINT checkpoints and exits 130"
+else fail "SIGINT checkpoints and exits 130 (exit $rc)"; fi
+steps=$(($(wc -l <"$WORK/sigint/log.csv") - 1))
+expect_ok "resume after SIGINT" "$TRAIN" "${FAST[@]}" --run-dir "$WORK/sigint" --steps $((steps + 2)) --resume
+
+# ---- bad options and data give clear errors ----
+expect_error "no data" "no data" "$TRAIN" --run-dir "$WORK/x" --attribute Smiling
+expect_error "no attribute" "--attribute" "$TRAIN" --celeba "$CELEBA" --run-dir "$WORK/x"
+expect_error "unknown attribute" "Sunglasses" "$TRAIN" --celeba "$CELEBA" --attribute Sunglasses \
+    "${SMALL[@]}" --lambda-id 0 --lambda-pr 0 --run-dir "$WORK/x1"
+expect_error "missing CelebA folder" "$WORK/nowhere" "$TRAIN" --celeba "$WORK/nowhere" \
+    --attribute Smiling "${SMALL[@]}" --lambda-id 0 --lambda-pr 0 --run-dir "$WORK/x2"
+mkdir -p "$WORK/bad/img_align_celeba"
+cp "$CELEBA/list_eval_partition.txt" "$WORK/bad/"
+head -5 "$CELEBA/list_attr_celeba.txt" | sed '4s/ 1 / 7 /' >"$WORK/bad/list_attr_celeba.txt"
+expect_error "malformed label file" "list_attr_celeba.txt" "$TRAIN" --celeba "$WORK/bad" \
+    --attribute Smiling "${SMALL[@]}" --lambda-id 0 --lambda-pr 0 --run-dir "$WORK/x3"
+expect_error "pr without a denoiser" "denoiser" "$TRAIN" "${DATA[@]}" --run-dir "$WORK/x4"
+expect_error "bad lambda" "--lambda-gp" "$TRAIN" "${FAST[@]}" --lambda-gp -1 --run-dir "$WORK/x5"
+expect_error "existing run without --resume" "--resume" "$TRAIN" "${FAST[@]}" --run-dir "$WORK/split" --steps 20
+expect_error "resume without a checkpoint" "does not exist" "$TRAIN" "${FAST[@]}" --run-dir "$WORK/empty" --resume
+expect_error "resume with other options" "another run" "$TRAIN" "${FAST[@]}" --width 8 --run-dir "$WORK/split" --steps 20 --resume
+
+echo "$passed passed, $failed failed"
+[ $failed -eq 0 ]

@@ -1,0 +1,244 @@
+/* Checkpoints and exported models. A checkpoint is a safetensors file with
+ * every network, both optimizers' moments, and in its metadata the step
+ * counters, the RNG and the data position, so --resume continues exactly.
+ * Written atomically by the engine's writer. */
+#include "trainer.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define CHECKPOINT_FORMAT "diat-checkpoint"
+
+static diat_status set_long(diat_st_writer *w, const char *key, long long value, diat_error *err)
+{
+    char text[32];
+    snprintf(text, sizeof text, "%lld", value);
+    return diat_st_writer_set_metadata(w, key, text, err);
+}
+
+static diat_status set_hex(diat_st_writer *w, const char *key, uint64_t value, diat_error *err)
+{
+    char text[32];
+    snprintf(text, sizeof text, "%016" PRIx64, value);
+    return diat_st_writer_set_metadata(w, key, text, err);
+}
+
+/* The run's shape: a checkpoint only resumes a run of the same shape. */
+static void describe_shape(const train_options *o, char *text, size_t size)
+{
+    snprintf(text, size,
+             "mode=%d width=%d mask=%d critic=%d dn=%dx%d batch=%d seed=%" PRIu64
+             " attribute=%s add=%d",
+             (int)o->mode, o->width, o->mask_width, o->critic_width, o->denoiser_width,
+             o->denoiser_depth, o->batch, o->seed, o->attribute ? o->attribute : "-", o->add);
+}
+
+static diat_status save_moments(const optimizer *opt, const char *prefix, diat_st_writer *w,
+                                diat_context *ctx, diat_error *err)
+{
+    for (int k = 0; k < opt->count; k++) {
+        const diat_param *p = opt->params[k];
+        const diat_tensor *moments[2] = {&opt->m[k], &opt->v[k]};
+        int64_t shape[4] = {p->value.n, p->value.c, p->value.h, p->value.w};
+        size_t count = diat_tensor_count(&p->value);
+        float *host = malloc(count * sizeof *host);
+        if (!host) return diat_set_error(err, DIAT_ERR_MEMORY, "Out of memory saving Adam state.");
+        diat_status st = DIAT_OK;
+        for (int j = 0; j < 2 && st == DIAT_OK; j++) {
+            char name[DIAT_PARAM_NAME_MAX + 16];
+            snprintf(name, sizeof name, "%s.%s.%s", prefix, p->name, j ? "v" : "m");
+            diat_tensor_download(ctx, moments[j], host);
+            st = diat_st_writer_add(w, name, DIAT_DTYPE_F32, p->ndim, shape, host, err);
+        }
+        free(host);
+        if (st != DIAT_OK) return st;
+    }
+    return DIAT_OK;
+}
+
+static diat_status load_moments(optimizer *opt, const char *prefix, const diat_safetensors *st,
+                                diat_context *ctx, diat_error *err)
+{
+    for (int k = 0; k < opt->count; k++) {
+        const diat_param *p = opt->params[k];
+        diat_tensor *moments[2] = {&opt->m[k], &opt->v[k]};
+        int64_t shape[4] = {p->value.n, p->value.c, p->value.h, p->value.w};
+        size_t count = diat_tensor_count(&p->value);
+        float *host = malloc(count * sizeof *host);
+        if (!host) return diat_set_error(err, DIAT_ERR_MEMORY, "Out of memory loading Adam state.");
+        diat_status status = DIAT_OK;
+        for (int j = 0; j < 2 && status == DIAT_OK; j++) {
+            char name[DIAT_PARAM_NAME_MAX + 16];
+            snprintf(name, sizeof name, "%s.%s.%s", prefix, p->name, j ? "v" : "m");
+            status = diat_safetensors_read_f32(st, name, p->ndim, shape, host, err);
+            if (status == DIAT_OK) diat_tensor_upload(ctx, moments[j], host);
+        }
+        free(host);
+        if (status != DIAT_OK) return status;
+    }
+    return DIAT_OK;
+}
+
+diat_status checkpoint_save(const trainer *tr, const char *path, diat_error *err)
+{
+    diat_st_writer *w = diat_st_writer_new();
+    if (!w) return diat_set_error(err, DIAT_ERR_MEMORY, "Out of memory writing a checkpoint.");
+    char shape[256];
+    describe_shape(&tr->opt, shape, sizeof shape);
+    diat_dataset_position position;
+    diat_dataset_get_position(tr->data, &position);
+    diat_status st = diat_st_writer_set_metadata(w, "format", CHECKPOINT_FORMAT, err);
+    if (!st) st = diat_st_writer_set_metadata(w, "run_shape", shape, err);
+    if (!st) st = set_long(w, "step", tr->step, err);
+    if (!st) st = set_long(w, "adam_g_step", tr->opt_g.step, err);
+    if (!st) st = set_long(w, "adam_d_step", tr->opt_d.step, err);
+    if (!st) st = set_hex(w, "rng", tr->rng, err);
+    for (size_t i = 0; !st && i < sizeof position.words / sizeof position.words[0]; i++) {
+        char key[32];
+        snprintf(key, sizeof key, "data_position_%zu", i);
+        st = set_hex(w, key, position.words[i], err);
+    }
+    const diat_net *nets[] = {&tr->transform.net, &tr->mask.net, &tr->critic.net,
+                              &tr->denoiser.net};
+    int mode_denoiser = tr->opt.mode == TRAIN_DENOISER;
+    for (size_t i = 0; !st && i < 4; i++) {
+        if (mode_denoiser != (i == 3)) continue;
+        st = diat_net_save(nets[i], w, DIAT_DTYPE_F32, err);
+    }
+    if (!st) st = save_moments(&tr->opt_g, "adam_g", w, tr->ctx, err);
+    if (!st) st = save_moments(&tr->opt_d, "adam_d", w, tr->ctx, err);
+    if (!st) st = diat_st_writer_save(w, path, err);
+    diat_st_writer_free(w);
+    return st;
+}
+
+static diat_status read_counter(const diat_safetensors *st, const char *path, const char *key,
+                                int hex, uint64_t *out, diat_error *err)
+{
+    const char *text = diat_safetensors_metadata(st, key);
+    char *end = NULL;
+    unsigned long long value = text ? strtoull(text, &end, hex ? 16 : 10) : 0;
+    if (!text || *end)
+        return diat_set_error(err, DIAT_ERR_FORMAT, "Checkpoint %s lacks a valid '%s'.", path, key);
+    *out = value;
+    return DIAT_OK;
+}
+
+diat_status checkpoint_load(trainer *tr, const char *path, diat_error *err)
+{
+    diat_safetensors *st = NULL;
+    diat_status status = diat_safetensors_open(path, &st, err);
+    if (status != DIAT_OK) return status;
+    const char *format = diat_safetensors_metadata(st, "format");
+    const char *shape = diat_safetensors_metadata(st, "run_shape");
+    char expected[256];
+    describe_shape(&tr->opt, expected, sizeof expected);
+    if (!format || strcmp(format, CHECKPOINT_FORMAT) != 0)
+        status = diat_set_error(err, DIAT_ERR_FORMAT, "%s is not a diat-train checkpoint.", path);
+    else if (!shape || strcmp(shape, expected) != 0)
+        status = diat_set_error(err, DIAT_ERR_ARGUMENT,
+                                "Checkpoint %s belongs to another run (%s); these options give "
+                                "(%s). Resume with the same options, or use a new --run-dir.",
+                                path, shape ? shape : "unknown", expected);
+    uint64_t step = 0, adam_g = 0, adam_d = 0;
+    if (!status) status = read_counter(st, path, "step", 0, &step, err);
+    if (!status) status = read_counter(st, path, "adam_g_step", 0, &adam_g, err);
+    if (!status) status = read_counter(st, path, "adam_d_step", 0, &adam_d, err);
+    if (!status) status = read_counter(st, path, "rng", 1, &tr->rng, err);
+    diat_dataset_position position;
+    for (size_t i = 0; !status && i < sizeof position.words / sizeof position.words[0]; i++) {
+        char key[32];
+        snprintf(key, sizeof key, "data_position_%zu", i);
+        status = read_counter(st, path, key, 1, &position.words[i], err);
+    }
+    diat_net *nets[] = {&tr->transform.net, &tr->mask.net, &tr->critic.net, &tr->denoiser.net};
+    int mode_denoiser = tr->opt.mode == TRAIN_DENOISER;
+    for (size_t i = 0; !status && i < 4; i++) {
+        if (mode_denoiser != (i == 3)) continue;
+        status = diat_net_load(nets[i], st, err);
+    }
+    if (!status) status = load_moments(&tr->opt_g, "adam_g", st, tr->ctx, err);
+    if (!status) status = load_moments(&tr->opt_d, "adam_d", st, tr->ctx, err);
+    if (!status) status = diat_dataset_set_position(tr->data, &position, err);
+    if (!status) {
+        tr->step = (long)step;
+        tr->opt_g.step = (int)adam_g;
+        tr->opt_d.step = (int)adam_d;
+    }
+    diat_safetensors_close(st);
+    return status;
+}
+
+static diat_status set_text(diat_st_writer *w, const char *key, const char *value, diat_error *err)
+{
+    return diat_st_writer_set_metadata(w, key, value, err);
+}
+
+/* "Remove eyeglasses", "Add smiling": a readable default label. */
+static void label_of(const train_options *o, char *text, size_t size)
+{
+    snprintf(text, size, "%s %s", o->add ? "Add" : "Remove",
+             o->attribute ? o->attribute : "attribute");
+    for (char *c = text; *c; c++)
+        if (*c == '_') *c = ' ';
+}
+
+diat_status export_model(const trainer *tr, const char *path, diat_error *err)
+{
+    const train_options *o = &tr->opt;
+    diat_st_writer *w = diat_st_writer_new();
+    if (!w) return diat_set_error(err, DIAT_ERR_MEMORY, "Out of memory exporting.");
+    diat_dtype dtype = o->export_f16 ? DIAT_DTYPE_F16 : DIAT_DTYPE_F32;
+    char date[32], label[128], text[512];
+    time_t now = time(NULL);
+    strftime(date, sizeof date, "%Y-%m-%d", gmtime(&now));
+    const char *data = o->celeba_root ? "CelebA train split (non-commercial research use only: "
+                                        "https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html)"
+                                      : "user-supplied folders";
+    diat_status st;
+    if (o->mode == TRAIN_DENOISER) {
+        st = set_text(w, "format", "diat-denoiser", err);
+        if (!st) st = set_long(w, "width", o->denoiser_width, err);
+        if (!st) st = set_long(w, "depth", o->denoiser_depth, err);
+        if (!st) st = diat_net_save(&tr->denoiser.net, w, dtype, err);
+    } else {
+        label_of(o, label, sizeof label);
+        snprintf(text, sizeof text, "%.3f", o->ratio);
+        st = set_text(w, "format", "diat-model", err);
+        if (!st) st = set_text(w, "format_version", "1", err);
+        if (!st) st = set_text(w, "architecture", "diat-unet-d2s-v1", err);
+        if (!st) st = set_long(w, "width", o->width, err);
+        if (!st) st = set_long(w, "mask_width", o->mask_width, err);
+        if (!st) st = set_text(w, "image_size", "128", err);
+        if (!st) st = set_text(w, "crop", "celeba-align-178x178-row20", err);
+        if (!st) st = set_text(w, "attribute", o->attribute ? o->attribute : "custom", err);
+        if (!st) st = set_text(w, "direction", o->add ? "add" : "remove", err);
+        if (!st) st = set_text(w, "label", label, err);
+        if (!st) st = set_text(w, "default_ratio", text, err);
+        if (!st) {
+            snprintf(text, sizeof text,
+                     "lambda_gp=%g lambda_ap=%g lambda_id=%g lambda_pr=%g lambda_ar=%g "
+                     "n_critic=%d lr_g=%g lr_d=%g betas=(%g,%g) batch=%d seed=%" PRIu64,
+                     o->lambda_gp, o->lambda_ap, o->lambda_id, o->lambda_pr, o->lambda_ar,
+                     o->n_critic, o->lr_g, o->lr_d, o->beta1, o->beta2, o->batch, o->seed);
+            st = set_text(w, "training_settings", text, err);
+        }
+        if (!st) st = diat_net_save(&tr->transform.net, w, dtype, err);
+        if (!st) st = diat_net_save(&tr->mask.net, w, dtype, err);
+    }
+    if (!st) st = set_text(w, "training_data", data, err);
+    if (!st) st = set_long(w, "training_iterations", tr->step, err);
+    if (!st) st = set_text(w, "date", date, err);
+    if (!st)
+        st = set_text(w, "license",
+                      o->celeba_root ? "Weights: GPL-3.0-or-later, trained on CelebA: for "
+                                       "non-commercial research purposes only"
+                                     : "Weights: GPL-3.0-or-later; data terms as supplied",
+                      err);
+    if (!st) st = diat_st_writer_save(w, path, err);
+    diat_st_writer_free(w);
+    return st;
+}

@@ -1,0 +1,193 @@
+/* diat-train: trains DIAT's transform and mask networks against a WGAN-GP
+ * critic (or the denoiser they are regularised with), with checkpoints
+ * that resume exactly, a time budget, logs, samples and export.
+ * Run `diat-train --help` for every option and its default. */
+#include "trainer.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+static volatile sig_atomic_t stop_signal;
+
+static void on_signal(int sig)
+{
+    stop_signal = sig;
+}
+
+static double now_seconds(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static int file_exists(const char *path)
+{
+    struct stat sb;
+    return stat(path, &sb) == 0;
+}
+
+static void join(char *out, size_t size, const char *dir, const char *name)
+{
+    snprintf(out, size, "%s/%s", dir, name);
+}
+
+static int fail(const diat_error *err)
+{
+    fprintf(stderr, "\ndiat-train: error: %s\n", err->message);
+    return 1;
+}
+
+/* mkdir -p: the run folder and its parents. */
+static int make_dir(const char *path)
+{
+    char partial[4096];
+    size_t length = strlen(path);
+    if (length >= sizeof partial) {
+        fprintf(stderr, "diat-train: error: path too long: %s\n", path);
+        return -1;
+    }
+    for (size_t i = 1; i <= length; i++) {
+        if (path[i] != '/' && path[i] != '\0') continue;
+        memcpy(partial, path, i);
+        partial[i] = '\0';
+        if (mkdir(partial, 0755) != 0 && errno != EEXIST) {
+            fprintf(stderr, "diat-train: error: cannot create %s: %s\n", partial, strerror(errno));
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* --export: the run's checkpoint to an inference model (or a denoiser). */
+static int run_export(trainer *tr, const char *checkpoint)
+{
+    diat_error err = {0};
+    if (!file_exists(checkpoint)) {
+        fprintf(stderr, "diat-train: error: %s does not exist: nothing to export\n", checkpoint);
+        return 1;
+    }
+    if (checkpoint_load(tr, checkpoint, &err) || export_model(tr, tr->opt.export_path, &err))
+        return fail(&err);
+    printf("diat-train: exported step %ld to %s\n", tr->step, tr->opt.export_path);
+    return 0;
+}
+
+static int save_outputs(trainer *tr, const char *checkpoint, const char *log, const char *plot,
+                        const char *samples_dir, int with_checkpoint, int with_samples)
+{
+    diat_error err = {0};
+    if (with_checkpoint && checkpoint_save(tr, checkpoint, &err)) return fail(&err);
+    if (report_loss_plot(log, plot, &err)) return fail(&err);
+    if (with_samples) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/step-%07ld.png", samples_dir, tr->step);
+        if (report_sample_grid(tr, path, &err)) return fail(&err);
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    train_options opt;
+    int parsed = train_options_parse(argc, argv, &opt);
+    if (parsed == 1) return 0;
+    if (parsed == 2) return 2;
+    if (make_dir(opt.run_dir)) return 1;
+    char checkpoint[4096], log[4096], plot[4096], samples_dir[4096];
+    join(checkpoint, sizeof checkpoint, opt.run_dir, "checkpoint.safetensors");
+    join(log, sizeof log, opt.run_dir, "log.csv");
+    join(plot, sizeof plot, opt.run_dir, "loss.png");
+    join(samples_dir, sizeof samples_dir, opt.run_dir, "samples");
+    if (!opt.export_path && !opt.resume && file_exists(checkpoint)) {
+        fprintf(stderr,
+                "diat-train: error: %s already holds a run; continue it with --resume or choose "
+                "another --run-dir\n",
+                opt.run_dir);
+        return 2;
+    }
+    if (opt.resume && !file_exists(checkpoint)) {
+        fprintf(stderr, "diat-train: error: --resume: %s does not exist\n", checkpoint);
+        return 2;
+    }
+    if (make_dir(samples_dir)) return 1;
+
+    trainer tr;
+    diat_error err = {0};
+    if (trainer_init(&tr, &opt, &err)) {
+        int rc = fail(&err);
+        trainer_free(&tr);
+        return rc;
+    }
+    if (opt.export_path) {
+        int rc = run_export(&tr, checkpoint);
+        trainer_free(&tr);
+        return rc;
+    }
+    if (opt.resume) {
+        if (checkpoint_load(&tr, checkpoint, &err) || report_truncate_csv(log, tr.step, &err)) {
+            int rc = fail(&err);
+            trainer_free(&tr);
+            return rc;
+        }
+        if (!opt.quiet) fprintf(stderr, "diat-train: resumed at step %ld\n", tr.step);
+    }
+    if (!opt.quiet)
+        fprintf(stderr, "diat-train: %s backend, %d threads, BLAS: %s\n",
+                diat_context_backend_name(tr.ctx), diat_context_threads(tr.ctx),
+                diat_blas_description());
+
+    struct sigaction action;
+    memset(&action, 0, sizeof action);
+    action.sa_handler = on_signal;
+    sigaction(SIGINT, &action, NULL);
+    sigaction(SIGTERM, &action, NULL);
+
+    const double start = now_seconds();
+    const long first_step = tr.step;
+    const char *reason = "finished";
+    int rc = 0;
+    while (tr.step < opt.steps) {
+        step_figures figures;
+        if (trainer_step(&tr, &figures, &err)) {
+            rc = fail(&err);
+            reason = "error";
+            break;
+        }
+        double elapsed = now_seconds() - start;
+        figures.seconds = elapsed;
+        double per_step = elapsed / (double)(tr.step - first_step);
+        int new_log = !file_exists(log);
+        if (report_append_csv(log, &figures, new_log, &err)) {
+            rc = fail(&err);
+            break;
+        }
+        report_progress(&tr, &figures, opt.batch / per_step,
+                        per_step * (double)(opt.steps - tr.step));
+        int stop = stop_signal || (opt.max_time > 0 && elapsed >= opt.max_time);
+        int checkpoint_due = stop || tr.step % opt.checkpoint_every == 0;
+        int samples_due = tr.step % opt.sample_every == 0;
+        if ((checkpoint_due || samples_due) &&
+            (rc = save_outputs(&tr, checkpoint, log, plot, samples_dir, checkpoint_due,
+                               samples_due)))
+            break;
+        if (stop) {
+            reason = stop_signal ? "interrupted" : "time budget reached";
+            break;
+        }
+    }
+    if (rc == 0 && tr.step >= opt.steps)
+        rc = save_outputs(&tr, checkpoint, log, plot, samples_dir, 1, 1);
+    if (!opt.quiet)
+        fprintf(stderr, "\ndiat-train: %s at step %ld (%zu unreadable images skipped)%s\n", reason,
+                tr.step, diat_dataset_skipped(tr.data),
+                tr.step < opt.steps && rc == 0 ? "; continue with --resume" : "");
+    trainer_free(&tr);
+    if (rc) return rc;
+    return stop_signal ? 128 + stop_signal : 0;
+}

@@ -1,0 +1,376 @@
+/* Command-line parsing for diat-train, with the defaults and why. */
+#include "options.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The expected fraction p of the face an attribute occupies (the ratio
+ * regularization's target). Local attributes are small, global ones large;
+ * measured roughly on CelebA-128 crops. */
+static const struct {
+    const char *attribute;
+    float ratio;
+} kDefaultRatios[] = {
+    {"Eyeglasses", 0.12f}, {"Mouth_Slightly_Open", 0.08f}, {"Smiling", 0.10f}, {"Young", 0.60f},
+    {"Male", 0.70f},
+};
+
+static void set_defaults(train_options *o)
+{
+    memset(o, 0, sizeof *o);
+    o->add = 1;
+    o->flip = 1;
+    o->width = 24;          /* DIAT_DEFAULT_WIDTH: F16 T+M model < 10 MB */
+    o->mask_width = 16;     /* M only draws a coarse 32x32 map */
+    o->critic_width = 32;   /* D is not shipped; wider than T for a sharper critic */
+    o->denoiser_width = 32; /* DN: small DnCNN-like net */
+    o->denoiser_depth = 5;
+    o->lambda_gp = 10.0f; /* WGAN-GP paper (Gulrajani et al. 2017) */
+    o->lambda_ap = 1.0f;  /* per-element mean of D's layer-4/5 features */
+    o->lambda_id = 1.0f;  /* per-face squared distance of 128-d embeddings (~0.36 at 0.6) */
+    o->lambda_pr = 10.0f; /* per-pixel mean: small values, so a larger weight */
+    o->lambda_ar = 1.0f;  /* |mean(m) - p| is at most 1 */
+    o->ratio = -1.0f;     /* per attribute, see kDefaultRatios */
+    o->n_critic = 5;      /* WGAN-GP paper */
+    o->noise_sigma = 0.05f;
+    o->lr_g = 1e-4f; /* WGAN-GP paper: 1e-4, betas (0.5, 0.9) */
+    o->lr_d = 1e-4f;
+    o->beta1 = 0.5f;
+    o->beta2 = 0.9f;
+    o->batch = 16;
+    o->steps = 20000;
+    o->seed = 1;
+    o->checkpoint_every = 500;
+    o->sample_every = 250;
+    o->face_recognition_path = "models/face-recognition-resnet29.safetensors";
+    o->backend = "auto";
+}
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: diat-train [transfer] --run-dir DIR (--celeba DIR --attribute NAME | "
+            "--source-dir A --target-dir B) [options]\n"
+            "       diat-train denoiser --run-dir DIR --celeba DIR [options]\n"
+            "       diat-train ... --run-dir DIR --export MODEL.safetensors [--f16]\n"
+            "\n"
+            "Data:\n"
+            "  --celeba DIR           CelebA root: img_align_celeba/, list_attr_celeba.txt,\n"
+            "                         list_eval_partition.txt (178x218 or square faces)\n"
+            "  --attribute NAME       CelebA attribute, e.g. Eyeglasses, Smiling, Young, Male\n"
+            "  --direction add|remove add: sources lack the attribute, references have it\n"
+            "                         (default add)\n"
+            "  --source-dir DIR       instead of CelebA: faces without the attribute ...\n"
+            "  --target-dir DIR       ... and faces with it (square crops)\n"
+            "  --no-flip              no random horizontal flips\n"
+            "Networks:\n"
+            "  --width N              T width (default 24: F16 model < 10 MB)\n"
+            "  --mask-width N         M width (default 16)\n"
+            "  --critic-width N       D width (default 32)\n"
+            "  --denoiser-width N     DN width (default 32); --denoiser-depth N (default 5)\n"
+            "Objective (L = L_adv + ap*L_ap + id*L_id + pr*L_pr + ar*L_ar; critic + gp*GP):\n"
+            "  --lambda-gp X          gradient penalty (default 10, the WGAN-GP paper)\n"
+            "  --lambda-ap X          adaptive perceptual loss, mean squared D layer-4/5\n"
+            "                         feature difference of y and x (default 1)\n"
+            "  --lambda-id X          identity loss, squared distance of face embeddings\n"
+            "                         (default 1)\n"
+            "  --lambda-pr X          perceptual regularization, mean ||DN(y) - y||^2\n"
+            "                         (default 10)\n"
+            "  --lambda-ar X          attribute ratio |mean(m) - p| (default 1)\n"
+            "  --ratio P              expected mask fraction p (default per attribute:\n"
+            "                         Eyeglasses 0.12, Mouth_Slightly_Open 0.08, Smiling 0.10,\n"
+            "                         Young 0.60, Male 0.70, others 0.20)\n"
+            "  --n-critic N           critic steps per generator step (default 5)\n"
+            "  --noise-sigma X        denoiser training noise, pixel units (default 0.05)\n"
+            "Optimizer (Adam):\n"
+            "  --lr-g X, --lr-d X     learning rates of T+M and of D (default 1e-4 each)\n"
+            "  --beta1 X, --beta2 X   Adam betas (default 0.5, 0.9: the WGAN-GP paper)\n"
+            "  --batch N              faces per step (default 16)\n"
+            "  --steps N              generator steps (default 20000)\n"
+            "  --seed N               seed: a fixed seed gives a reproducible run (default 1)\n"
+            "Run:\n"
+            "  --run-dir DIR          checkpoints, log.csv, samples/ and loss plot go here\n"
+            "  --denoiser FILE        pretrained DN (from `diat-train denoiser`; needed when\n"
+            "                         --lambda-pr > 0)\n"
+            "  --face-recognition FILE identity network (default\n"
+            "                         models/face-recognition-resnet29.safetensors)\n"
+            "  --resume               continue from DIR/checkpoint.safetensors exactly\n"
+            "  --max-time SECONDS     stop cleanly (with a checkpoint) after this long\n"
+            "  --checkpoint-every N   steps between checkpoints (default 500; also on\n"
+            "                         SIGINT/SIGTERM and at the end)\n"
+            "  --sample-every N       steps between sample grids (default 250)\n"
+            "  --export FILE          write the inference model (T and M; or DN) from the\n"
+            "                         run's checkpoint and exit; --f16 stores F16\n"
+            "  --threads N            CPU threads (default: all cores)\n"
+            "  --backend auto|cpu|cuda\n"
+            "  --quiet                no progress bar\n");
+}
+
+enum {
+    OPT_CELEBA = 256,
+    OPT_ATTRIBUTE,
+    OPT_DIRECTION,
+    OPT_SOURCE_DIR,
+    OPT_TARGET_DIR,
+    OPT_NO_FLIP,
+    OPT_WIDTH,
+    OPT_MASK_WIDTH,
+    OPT_CRITIC_WIDTH,
+    OPT_DENOISER_WIDTH,
+    OPT_DENOISER_DEPTH,
+    OPT_LAMBDA_GP,
+    OPT_LAMBDA_AP,
+    OPT_LAMBDA_ID,
+    OPT_LAMBDA_PR,
+    OPT_LAMBDA_AR,
+    OPT_RATIO,
+    OPT_N_CRITIC,
+    OPT_NOISE_SIGMA,
+    OPT_LR_G,
+    OPT_LR_D,
+    OPT_BETA1,
+    OPT_BETA2,
+    OPT_BATCH,
+    OPT_STEPS,
+    OPT_SEED,
+    OPT_RUN_DIR,
+    OPT_DENOISER,
+    OPT_FACE_RECOGNITION,
+    OPT_RESUME,
+    OPT_MAX_TIME,
+    OPT_CHECKPOINT_EVERY,
+    OPT_SAMPLE_EVERY,
+    OPT_EXPORT,
+    OPT_F16,
+    OPT_THREADS,
+    OPT_BACKEND,
+    OPT_QUIET,
+    OPT_HELP,
+};
+
+static int parse_long(const char *text, const char *name, long lo, long hi, long *out)
+{
+    char *end;
+    long v = strtol(text, &end, 10);
+    if (end == text || *end || v < lo || v > hi) {
+        fprintf(stderr, "diat-train: error: %s must be an integer in [%ld, %ld], got '%s'\n", name,
+                lo, hi, text);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+static int parse_float(const char *text, const char *name, double lo, double hi, float *out)
+{
+    char *end;
+    double v = strtod(text, &end);
+    if (end == text || *end || !(v >= lo && v <= hi)) {
+        fprintf(stderr, "diat-train: error: %s must be a number in [%g, %g], got '%s'\n", name, lo,
+                hi, text);
+        return -1;
+    }
+    *out = (float)v;
+    return 0;
+}
+
+static int parse_int(const char *text, const char *name, long lo, long hi, int *out)
+{
+    long v;
+    if (parse_long(text, name, lo, hi, &v)) return -1;
+    *out = (int)v;
+    return 0;
+}
+
+static int check_consistency(train_options *o)
+{
+    if (!o->run_dir) {
+        fprintf(stderr, "diat-train: error: --run-dir is required (see --help)\n");
+        return -1;
+    }
+    if (o->export_path) return 0;
+    int folders = o->source_dir || o->target_dir;
+    if (folders && (!o->source_dir || !o->target_dir)) {
+        fprintf(stderr, "diat-train: error: --source-dir and --target-dir go together\n");
+        return -1;
+    }
+    if (folders && o->celeba_root) {
+        fprintf(stderr, "diat-train: error: use either --celeba or --source-dir/--target-dir\n");
+        return -1;
+    }
+    if (!folders && !o->celeba_root) {
+        fprintf(stderr, "diat-train: error: no data: give --celeba DIR or --source-dir and "
+                        "--target-dir\n");
+        return -1;
+    }
+    if (o->mode == TRAIN_TRANSFER && o->celeba_root && !o->attribute) {
+        fprintf(stderr, "diat-train: error: --attribute is required with --celeba\n");
+        return -1;
+    }
+    if (o->mode == TRAIN_TRANSFER && o->lambda_pr > 0.0f && !o->denoiser_path) {
+        fprintf(stderr, "diat-train: error: --lambda-pr needs a pretrained denoiser: train one "
+                        "with `diat-train denoiser` and pass --denoiser FILE (or --lambda-pr 0)\n");
+        return -1;
+    }
+    if (o->ratio < 0.0f) {
+        o->ratio = 0.20f;
+        for (size_t i = 0; o->attribute && i < sizeof kDefaultRatios / sizeof kDefaultRatios[0];
+             i++)
+            if (strcmp(o->attribute, kDefaultRatios[i].attribute) == 0)
+                o->ratio = kDefaultRatios[i].ratio;
+    }
+    return 0;
+}
+
+int train_options_parse(int argc, char **argv, train_options *o)
+{
+    set_defaults(o);
+    if (argc > 1 && argv[1][0] != '-') {
+        if (strcmp(argv[1], "denoiser") == 0)
+            o->mode = TRAIN_DENOISER;
+        else if (strcmp(argv[1], "transfer") == 0)
+            o->mode = TRAIN_TRANSFER;
+        else {
+            fprintf(stderr, "diat-train: error: unknown command '%s' (transfer or denoiser)\n",
+                    argv[1]);
+            return 2;
+        }
+        argv++;
+        argc--;
+    }
+    static const struct option longopts[] = {
+        {"celeba", 1, 0, OPT_CELEBA},
+        {"attribute", 1, 0, OPT_ATTRIBUTE},
+        {"direction", 1, 0, OPT_DIRECTION},
+        {"source-dir", 1, 0, OPT_SOURCE_DIR},
+        {"target-dir", 1, 0, OPT_TARGET_DIR},
+        {"no-flip", 0, 0, OPT_NO_FLIP},
+        {"width", 1, 0, OPT_WIDTH},
+        {"mask-width", 1, 0, OPT_MASK_WIDTH},
+        {"critic-width", 1, 0, OPT_CRITIC_WIDTH},
+        {"denoiser-width", 1, 0, OPT_DENOISER_WIDTH},
+        {"denoiser-depth", 1, 0, OPT_DENOISER_DEPTH},
+        {"lambda-gp", 1, 0, OPT_LAMBDA_GP},
+        {"lambda-ap", 1, 0, OPT_LAMBDA_AP},
+        {"lambda-id", 1, 0, OPT_LAMBDA_ID},
+        {"lambda-pr", 1, 0, OPT_LAMBDA_PR},
+        {"lambda-ar", 1, 0, OPT_LAMBDA_AR},
+        {"ratio", 1, 0, OPT_RATIO},
+        {"n-critic", 1, 0, OPT_N_CRITIC},
+        {"noise-sigma", 1, 0, OPT_NOISE_SIGMA},
+        {"lr-g", 1, 0, OPT_LR_G},
+        {"lr-d", 1, 0, OPT_LR_D},
+        {"beta1", 1, 0, OPT_BETA1},
+        {"beta2", 1, 0, OPT_BETA2},
+        {"batch", 1, 0, OPT_BATCH},
+        {"steps", 1, 0, OPT_STEPS},
+        {"seed", 1, 0, OPT_SEED},
+        {"run-dir", 1, 0, OPT_RUN_DIR},
+        {"denoiser", 1, 0, OPT_DENOISER},
+        {"face-recognition", 1, 0, OPT_FACE_RECOGNITION},
+        {"resume", 0, 0, OPT_RESUME},
+        {"max-time", 1, 0, OPT_MAX_TIME},
+        {"checkpoint-every", 1, 0, OPT_CHECKPOINT_EVERY},
+        {"sample-every", 1, 0, OPT_SAMPLE_EVERY},
+        {"export", 1, 0, OPT_EXPORT},
+        {"f16", 0, 0, OPT_F16},
+        {"threads", 1, 0, OPT_THREADS},
+        {"backend", 1, 0, OPT_BACKEND},
+        {"quiet", 0, 0, OPT_QUIET},
+        {"help", 0, 0, OPT_HELP},
+        {0, 0, 0, 0},
+    };
+    opterr = 0;
+    optind = 1;
+    int c;
+    long value = 0;
+    float number = 0.0f;
+    while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+        int bad = 0;
+        switch (c) {
+        case OPT_CELEBA: o->celeba_root = optarg; break;
+        case OPT_ATTRIBUTE: o->attribute = optarg; break;
+        case OPT_DIRECTION:
+            if (strcmp(optarg, "add") == 0)
+                o->add = 1;
+            else if (strcmp(optarg, "remove") == 0)
+                o->add = 0;
+            else {
+                fprintf(stderr, "diat-train: error: --direction is add or remove, got '%s'\n",
+                        optarg);
+                bad = 1;
+            }
+            break;
+        case OPT_SOURCE_DIR: o->source_dir = optarg; break;
+        case OPT_TARGET_DIR: o->target_dir = optarg; break;
+        case OPT_NO_FLIP: o->flip = 0; break;
+        case OPT_WIDTH: bad = parse_int(optarg, "--width", 1, 256, &o->width); break;
+        case OPT_MASK_WIDTH: bad = parse_int(optarg, "--mask-width", 1, 256, &o->mask_width); break;
+        case OPT_CRITIC_WIDTH:
+            bad = parse_int(optarg, "--critic-width", 1, 256, &o->critic_width);
+            break;
+        case OPT_DENOISER_WIDTH:
+            bad = parse_int(optarg, "--denoiser-width", 1, 256, &o->denoiser_width);
+            break;
+        case OPT_DENOISER_DEPTH:
+            bad = parse_int(optarg, "--denoiser-depth", 2, 64, &o->denoiser_depth);
+            break;
+        case OPT_LAMBDA_GP: bad = parse_float(optarg, "--lambda-gp", 0, 1e6, &o->lambda_gp); break;
+        case OPT_LAMBDA_AP: bad = parse_float(optarg, "--lambda-ap", 0, 1e6, &o->lambda_ap); break;
+        case OPT_LAMBDA_ID: bad = parse_float(optarg, "--lambda-id", 0, 1e6, &o->lambda_id); break;
+        case OPT_LAMBDA_PR: bad = parse_float(optarg, "--lambda-pr", 0, 1e6, &o->lambda_pr); break;
+        case OPT_LAMBDA_AR: bad = parse_float(optarg, "--lambda-ar", 0, 1e6, &o->lambda_ar); break;
+        case OPT_RATIO: bad = parse_float(optarg, "--ratio", 0, 1, &o->ratio); break;
+        case OPT_N_CRITIC: bad = parse_int(optarg, "--n-critic", 1, 100, &o->n_critic); break;
+        case OPT_NOISE_SIGMA:
+            bad = parse_float(optarg, "--noise-sigma", 0, 1, &o->noise_sigma);
+            break;
+        case OPT_LR_G: bad = parse_float(optarg, "--lr-g", 0, 1, &o->lr_g); break;
+        case OPT_LR_D: bad = parse_float(optarg, "--lr-d", 0, 1, &o->lr_d); break;
+        case OPT_BETA1: bad = parse_float(optarg, "--beta1", 0, 0.9999, &o->beta1); break;
+        case OPT_BETA2: bad = parse_float(optarg, "--beta2", 0, 0.9999999, &o->beta2); break;
+        case OPT_BATCH: bad = parse_int(optarg, "--batch", 1, 4096, &o->batch); break;
+        case OPT_STEPS: bad = parse_long(optarg, "--steps", 1, 100000000L, &o->steps); break;
+        case OPT_SEED:
+            bad = parse_long(optarg, "--seed", 0, 0x7fffffffL, &value);
+            o->seed = (uint64_t)value;
+            break;
+        case OPT_RUN_DIR: o->run_dir = optarg; break;
+        case OPT_DENOISER: o->denoiser_path = optarg; break;
+        case OPT_FACE_RECOGNITION: o->face_recognition_path = optarg; break;
+        case OPT_RESUME: o->resume = 1; break;
+        case OPT_MAX_TIME:
+            bad = parse_float(optarg, "--max-time", 0, 1e9, &number);
+            o->max_time = number;
+            break;
+        case OPT_CHECKPOINT_EVERY:
+            bad = parse_long(optarg, "--checkpoint-every", 1, 100000000L, &o->checkpoint_every);
+            break;
+        case OPT_SAMPLE_EVERY:
+            bad = parse_long(optarg, "--sample-every", 1, 100000000L, &o->sample_every);
+            break;
+        case OPT_EXPORT: o->export_path = optarg; break;
+        case OPT_F16: o->export_f16 = 1; break;
+        case OPT_THREADS: bad = parse_int(optarg, "--threads", 0, 1024, &o->threads); break;
+        case OPT_BACKEND: o->backend = optarg; break;
+        case OPT_QUIET: o->quiet = 1; break;
+        case 'h':
+        case OPT_HELP: usage(stdout); return 1;
+        case ':':
+            fprintf(stderr, "diat-train: error: %s needs an argument\n", argv[optind - 1]);
+            return 2;
+        default:
+            fprintf(stderr, "diat-train: error: unknown option '%s' (see --help)\n",
+                    argv[optind - 1]);
+            return 2;
+        }
+        if (bad) return 2;
+    }
+    if (optind < argc) {
+        fprintf(stderr, "diat-train: error: unexpected argument '%s'\n", argv[optind]);
+        return 2;
+    }
+    return check_consistency(o) ? 2 : 0;
+}

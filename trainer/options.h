@@ -1,0 +1,48 @@
+/* diat-train's command line: every loss weight, width and optimizer setting
+ * is a flag with a documented default (DESIGN.md: the paper's exact values
+ * are unknown, so each choice is explained in options.c and in --help). */
+#ifndef DIAT_TRAIN_OPTIONS_H
+#define DIAT_TRAIN_OPTIONS_H
+
+#include <stdint.h>
+
+typedef enum train_mode {
+    TRAIN_TRANSFER = 0, /* T and M against D: the DIAT objective */
+    TRAIN_DENOISER,     /* DN on noisy/clean faces (run first) */
+} train_mode;
+
+typedef struct train_options {
+    train_mode mode;
+    /* data */
+    const char *celeba_root, *attribute, *source_dir, *target_dir;
+    int add; /* direction: 1 add the attribute, 0 remove it */
+    int flip;
+    /* networks */
+    int width, mask_width, critic_width, denoiser_width, denoiser_depth;
+    /* objective */
+    float lambda_gp, lambda_ap, lambda_id, lambda_pr, lambda_ar, ratio;
+    int n_critic;
+    float noise_sigma; /* denoiser training noise, pixel units */
+    /* optimizer */
+    float lr_g, lr_d, beta1, beta2;
+    int batch;
+    long steps;
+    uint64_t seed;
+    /* run */
+    const char *run_dir;
+    const char *denoiser_path, *face_recognition_path;
+    const char *export_path;
+    int export_f16;
+    int resume;
+    double max_time; /* seconds, 0 = unlimited */
+    long checkpoint_every, sample_every;
+    int threads;
+    const char *backend;
+    int quiet;
+} train_options;
+
+/* Parse argv. Returns 0 to run, 1 when --help was printed, 2 on a usage
+ * error (message already printed to stderr). */
+int train_options_parse(int argc, char **argv, train_options *o);
+
+#endif

@@ -1,0 +1,96 @@
+/* Private to diat-train: the training state shared by its files. */
+#ifndef DIAT_TRAINER_H
+#define DIAT_TRAINER_H
+
+#include "dataset.h"
+#include "diat-train.h"
+#include "options.h"
+
+/* Adam over every trainable parameter of some networks. */
+typedef struct optimizer {
+    int count;
+    diat_param **params;
+    diat_tensor *m, *v; /* first and second moments, like each parameter */
+    int step;
+    float lr, beta1, beta2;
+} optimizer;
+
+diat_status optimizer_init(optimizer *opt, diat_context *ctx, diat_net *const *nets, int net_count,
+                           float lr, float beta1, float beta2, diat_error *err);
+void optimizer_free(optimizer *opt, diat_context *ctx);
+/* One Adam step on the accumulated gradients. */
+void optimizer_step(optimizer *opt, diat_context *ctx);
+
+/* The scalars one step measures, in backend memory (downloaded to log). */
+enum loss_slot {
+    LOSS_CRITIC_REAL, /* mean D(reference) */
+    LOSS_CRITIC_FAKE, /* mean D(y) in the critic step */
+    LOSS_GP,          /* lambda_gp-weighted gradient penalty */
+    LOSS_ADV,         /* -mean D(y) */
+    LOSS_AP4,
+    LOSS_AP5,       /* weighted adaptive perceptual terms */
+    LOSS_ID,        /* weighted identity term */
+    LOSS_PR,        /* weighted perceptual regularization */
+    LOSS_AR,        /* weighted attribute ratio term */
+    LOSS_MASK_MEAN, /* mean(m) */
+    LOSS_DENOISE,   /* denoiser mode: mean squared error */
+    LOSS_SLOTS
+};
+
+/* Host copy of one step's figures, as logged. */
+typedef struct step_figures {
+    long step;
+    double seconds;
+    double value[LOSS_SLOTS];
+} step_figures;
+
+typedef struct trainer {
+    train_options opt;
+    diat_context *ctx;
+    diat_dataset *data;
+    /* networks */
+    diat_transform transform;
+    diat_mask mask;
+    diat_critic critic;
+    diat_denoiser denoiser;
+    diat_face_recognition identity;
+    int have_identity, have_denoiser;
+    optimizer opt_g, opt_d; /* T+M (or DN in denoiser mode), and D */
+    /* progress: generator steps done; RNG for interpolation and noise */
+    long step;
+    uint64_t rng;
+    /* fixed validation faces for the sample grids (NCHW, network units) */
+    int sample_count;
+    float *sample_faces;
+    /* batch buffers */
+    float *host_sources, *host_references, *host_noise;
+    diat_tensor sources, references, result, interp, interp_weight, penalty_grad, penalty_u;
+    diat_tensor feat4_x, feat5_x, dfeat4, dfeat5, dscore, embed_x, dembed;
+    diat_tensor dresult, dtransform, dmask, dtarget, scalars;
+} trainer;
+
+/* Build everything the options ask for (networks, data, optimizers). */
+diat_status trainer_init(trainer *tr, const train_options *opt, diat_error *err);
+void trainer_free(trainer *tr);
+
+/* One generator step (n_critic critic steps first) or one denoiser step;
+ * fills `figures` with the step's losses. */
+diat_status trainer_step(trainer *tr, step_figures *figures, diat_error *err);
+
+/* Checkpoints: every network, both optimizers, the data position and RNG. */
+diat_status checkpoint_save(const trainer *tr, const char *path, diat_error *err);
+diat_status checkpoint_load(trainer *tr, const char *path, diat_error *err);
+
+/* The inference model (T and M), or the denoiser, with full metadata. */
+diat_status export_model(const trainer *tr, const char *path, diat_error *err);
+
+/* Reports: progress line, CSV log, sample grid and loss plot PNGs. */
+void report_progress(const trainer *tr, const step_figures *f, double images_per_second,
+                     double eta_seconds);
+diat_status report_append_csv(const char *path, const step_figures *f, int write_header,
+                              diat_error *err);
+diat_status report_truncate_csv(const char *path, long last_step, diat_error *err);
+diat_status report_sample_grid(trainer *tr, const char *path, diat_error *err);
+diat_status report_loss_plot(const char *csv_path, const char *png_path, diat_error *err);
+
+#endif
