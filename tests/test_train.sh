@@ -51,8 +51,7 @@ csv_check "denoiser loss is finite and falls" "$WORK/dn/log.csv" '
     NR > 1 { v = $13; if (v != v + 0 || v ~ /nan|inf/) bad = 1;
              if (NR <= 21) first += v; if (NR > 131) last += v }
     END { if (bad || NR != 151 || !(last < 0.8 * first)) { print "rows " NR " first " first / 20 " last " last / 20; exit 1 } }'
-expect_ok "denoiser exports" "$TRAIN" denoiser --celeba "$CELEBA" --run-dir "$WORK/dn" \
-    --denoiser-width 8 --denoiser-depth 3 --batch 4 --export "$WORK/dn.safetensors"
+expect_ok "denoiser exports" "$TRAIN" --run-dir "$WORK/dn" --export "$WORK/dn.safetensors"
 
 # ---- a short DIAT run with every loss term ----
 expect_ok "DIAT trains 200 steps" "$TRAIN" "${DATA[@]}" "${SMALL[@]}" --run-dir "$WORK/run" \
@@ -78,10 +77,12 @@ for f in checkpoint.safetensors loss.png samples/step-0000100.png samples/step-0
 done
 
 # ---- export into a model diat apply loads ----
-expect_ok "export F16" "$TRAIN" "${DATA[@]}" "${SMALL[@]}" --run-dir "$WORK/run" \
-    --denoiser "$WORK/dn.safetensors" --face-recognition "$FR_MODEL" --export "$WORK/model.safetensors" --f16
+expect_ok "export F16 (settings from the checkpoint)" "$TRAIN" --run-dir "$WORK/run" \
+    --export "$WORK/model.safetensors" --f16
 expect_ok "diat info reads the export" "$DIAT" info "$WORK/model.safetensors"
-if grep -q "Eyeglasses" "$WORK/stdout" && grep -q "training_iterations: 200" "$WORK/stdout"; then
+if grep -q "attribute: Eyeglasses" "$WORK/stdout" && grep -q "direction: remove" "$WORK/stdout" &&
+    grep -q "training_iterations: 200" "$WORK/stdout" && grep -q "default_ratio: 0.120" "$WORK/stdout" &&
+    grep -qi "non-commercial" "$WORK/stdout"; then
     pass "export metadata"; else fail "export metadata"; fi
 expect_ok "diat apply uses the export" "$DIAT" apply -q -m "$WORK/model.safetensors" \
     "$RED_SQUARE" "$WORK/applied.png"
@@ -127,6 +128,7 @@ expect_error "pr without a denoiser" "denoiser" "$TRAIN" "${DATA[@]}" --run-dir 
 expect_error "bad lambda" "--lambda-gp" "$TRAIN" "${FAST[@]}" --lambda-gp -1 --run-dir "$WORK/x5"
 expect_error "existing run without --resume" "--resume" "$TRAIN" "${FAST[@]}" --run-dir "$WORK/split" --steps 20
 expect_error "resume without a checkpoint" "does not exist" "$TRAIN" "${FAST[@]}" --run-dir "$WORK/empty" --resume
+expect_error "export without a run" "nothing to export" "$TRAIN" --run-dir "$WORK/empty2" --export "$WORK/none.safetensors"
 expect_error "resume with other options" "another run" "$TRAIN" "${FAST[@]}" --width 8 --run-dir "$WORK/split" --steps 20 --resume
 
 echo "$passed passed, $failed failed"

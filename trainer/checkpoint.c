@@ -36,6 +36,32 @@ static void describe_shape(const train_options *o, char *text, size_t size)
              o->denoiser_depth, o->batch, o->seed, o->attribute ? o->attribute : "-", o->add);
 }
 
+/* The settings an export needs, so `--run-dir DIR --export FILE` is enough. */
+static diat_status save_settings(const train_options *o, diat_st_writer *w, diat_error *err)
+{
+    char ratio[32];
+    snprintf(ratio, sizeof ratio, "%.9g", o->ratio);
+    const struct {
+        const char *key;
+        long long value;
+    } numbers[] = {{"opt.mode", o->mode},
+                   {"opt.width", o->width},
+                   {"opt.mask_width", o->mask_width},
+                   {"opt.critic_width", o->critic_width},
+                   {"opt.denoiser_width", o->denoiser_width},
+                   {"opt.denoiser_depth", o->denoiser_depth},
+                   {"opt.batch", o->batch},
+                   {"opt.seed", (long long)o->seed},
+                   {"opt.add", o->add},
+                   {"opt.celeba", o->celeba_root != NULL}};
+    diat_status st = diat_st_writer_set_metadata(w, "opt.ratio", ratio, err);
+    if (!st && o->attribute)
+        st = diat_st_writer_set_metadata(w, "opt.attribute", o->attribute, err);
+    for (size_t i = 0; !st && i < sizeof numbers / sizeof numbers[0]; i++)
+        st = set_long(w, numbers[i].key, numbers[i].value, err);
+    return st;
+}
+
 static diat_status save_moments(const optimizer *opt, const char *prefix, diat_st_writer *w,
                                 diat_context *ctx, diat_error *err)
 {
@@ -92,6 +118,7 @@ diat_status checkpoint_save(const trainer *tr, const char *path, diat_error *err
     diat_dataset_get_position(tr->data, &position);
     diat_status st = diat_st_writer_set_metadata(w, "format", CHECKPOINT_FORMAT, err);
     if (!st) st = diat_st_writer_set_metadata(w, "run_shape", shape, err);
+    if (!st) st = save_settings(&tr->opt, w, err);
     if (!st) st = set_long(w, "step", tr->step, err);
     if (!st) st = set_long(w, "adam_g_step", tr->opt_g.step, err);
     if (!st) st = set_long(w, "adam_d_step", tr->opt_d.step, err);
@@ -125,6 +152,45 @@ static diat_status read_counter(const diat_safetensors *st, const char *path, co
         return diat_set_error(err, DIAT_ERR_FORMAT, "Checkpoint %s lacks a valid '%s'.", path, key);
     *out = value;
     return DIAT_OK;
+}
+
+diat_status checkpoint_read_settings(const char *path, train_options *o, diat_error *err)
+{
+    diat_safetensors *st = NULL;
+    diat_status status = diat_safetensors_open(path, &st, err);
+    if (status != DIAT_OK) return status;
+    const char *format = diat_safetensors_metadata(st, "format");
+    if (!format || strcmp(format, CHECKPOINT_FORMAT) != 0)
+        status = diat_set_error(err, DIAT_ERR_FORMAT, "%s is not a diat-train checkpoint.", path);
+    struct {
+        const char *key;
+        int *target;
+    } numbers[] = {{"opt.width", &o->width},
+                   {"opt.mask_width", &o->mask_width},
+                   {"opt.critic_width", &o->critic_width},
+                   {"opt.denoiser_width", &o->denoiser_width},
+                   {"opt.denoiser_depth", &o->denoiser_depth},
+                   {"opt.batch", &o->batch},
+                   {"opt.add", &o->add}};
+    uint64_t value = 0;
+    for (size_t i = 0; !status && i < sizeof numbers / sizeof numbers[0]; i++) {
+        status = read_counter(st, path, numbers[i].key, 0, &value, err);
+        *numbers[i].target = (int)value;
+    }
+    if (!status) status = read_counter(st, path, "opt.mode", 0, &value, err);
+    if (!status) o->mode = value ? TRAIN_DENOISER : TRAIN_TRANSFER;
+    if (!status) status = read_counter(st, path, "opt.seed", 0, &o->seed, err);
+    if (!status) status = read_counter(st, path, "opt.celeba", 0, &value, err);
+    /* Only whether CelebA was used matters to an export (its licence text). */
+    if (!status) o->celeba_root = value ? "CelebA" : NULL;
+    const char *attribute = diat_safetensors_metadata(st, "opt.attribute");
+    const char *ratio = diat_safetensors_metadata(st, "opt.ratio");
+    if (!status) {
+        o->attribute = attribute ? strdup(attribute) : NULL;
+        o->ratio = ratio ? strtof(ratio, NULL) : o->ratio;
+    }
+    diat_safetensors_close(st);
+    return status;
 }
 
 diat_status checkpoint_load(trainer *tr, const char *path, diat_error *err)
@@ -162,7 +228,7 @@ diat_status checkpoint_load(trainer *tr, const char *path, diat_error *err)
     }
     if (!status) status = load_moments(&tr->opt_g, "adam_g", st, tr->ctx, err);
     if (!status) status = load_moments(&tr->opt_d, "adam_d", st, tr->ctx, err);
-    if (!status) status = diat_dataset_set_position(tr->data, &position, err);
+    if (!status && tr->data) status = diat_dataset_set_position(tr->data, &position, err);
     if (!status) {
         tr->step = (long)step;
         tr->opt_g.step = (int)adam_g;

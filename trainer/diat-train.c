@@ -119,6 +119,9 @@ int main(int argc, char **argv)
 
     trainer tr;
     diat_error err = {0};
+    if (opt.export_path && file_exists(checkpoint) &&
+        checkpoint_read_settings(checkpoint, &opt, &err))
+        return fail(&err);
     if (trainer_init(&tr, &opt, &err)) {
         int rc = fail(&err);
         trainer_free(&tr);

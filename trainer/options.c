@@ -54,7 +54,7 @@ static void usage(FILE *out)
             "usage: diat-train [transfer] --run-dir DIR (--celeba DIR --attribute NAME | "
             "--source-dir A --target-dir B) [options]\n"
             "       diat-train denoiser --run-dir DIR --celeba DIR [options]\n"
-            "       diat-train ... --run-dir DIR --export MODEL.safetensors [--f16]\n"
+            "       diat-train --run-dir DIR --export MODEL.safetensors [--f16]\n"
             "\n"
             "Data:\n"
             "  --celeba DIR           CelebA root: img_align_celeba/, list_attr_celeba.txt,\n"

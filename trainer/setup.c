@@ -117,9 +117,11 @@ diat_status trainer_init(trainer *tr, const train_options *opt, diat_error *err)
     if (diat_backend_kind_parse(opt->backend, &kind))
         return diat_set_error(err, DIAT_ERR_ARGUMENT, "Unknown backend '%s'.", opt->backend);
     diat_status st = diat_context_new(kind, opt->threads, &tr->ctx, err);
-    if (st == DIAT_OK) st = open_data(tr, err);
+    /* An export needs the networks only: no data, no frozen helpers. */
+    int exporting = opt->export_path != NULL;
+    if (st == DIAT_OK && !exporting) st = open_data(tr, err);
     if (st == DIAT_OK) st = alloc_buffers(tr, err);
-    if (st == DIAT_OK) st = load_sample_faces(tr, err);
+    if (st == DIAT_OK && !exporting) st = load_sample_faces(tr, err);
     if (st != DIAT_OK) return st;
     diat_context *ctx = tr->ctx;
 
@@ -150,13 +152,13 @@ diat_status trainer_init(trainer *tr, const train_options *opt, diat_error *err)
     tr->transform.net.training = 1;
     tr->mask.net.training = 1;
     tr->critic.net.training = 1;
-    if (opt->lambda_id > 0.0f) {
+    if (opt->lambda_id > 0.0f && !exporting) {
         if ((st = diat_face_recognition_init(&tr->identity, ctx, err))) return st;
         tr->have_identity = 1;
         if ((st = diat_face_recognition_load(&tr->identity, opt->face_recognition_path, err)))
             return st;
     }
-    if (opt->lambda_pr > 0.0f) {
+    if (opt->lambda_pr > 0.0f && !exporting) {
         if ((st = load_denoiser(tr, opt->denoiser_path, err))) return st;
         tr->have_denoiser = 1;
     }

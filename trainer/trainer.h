@@ -80,6 +80,8 @@ diat_status trainer_step(trainer *tr, step_figures *figures, diat_error *err);
 /* Checkpoints: every network, both optimizers, the data position and RNG. */
 diat_status checkpoint_save(const trainer *tr, const char *path, diat_error *err);
 diat_status checkpoint_load(trainer *tr, const char *path, diat_error *err);
+/* The run settings stored in a checkpoint (widths, mode, attribute, ...). */
+diat_status checkpoint_read_settings(const char *path, train_options *o, diat_error *err);
 
 /* The inference model (T and M), or the denoiser, with full metadata. */
 diat_status export_model(const trainer *tr, const char *path, diat_error *err);
