@@ -222,6 +222,19 @@ struct diat_backend {
                             diat_tensor *y);
     void (*maxpool_backward)(diat_context *ctx, const diat_tensor *x, const diat_tensor *dy, int k,
                              int s, int p, diat_tensor *dx);
+
+    /* ---- faces: detector and landmark networks ---------------------------- */
+
+    /* depthwise convolution (groups = channels): weight [c, 1, k, k], bias
+     * [c] or NULL, fused activation as conv2d_forward */
+    void (*depthwise_conv2d_forward)(diat_context *ctx, const diat_tensor *x,
+                                     const diat_tensor *weight, const diat_tensor *bias,
+                                     diat_conv_geometry g, diat_activation act, float slope,
+                                     diat_tensor *y);
+    void (*depthwise_conv2d_backward)(diat_context *ctx, const diat_tensor *x,
+                                      const diat_tensor *weight, const diat_tensor *dy,
+                                      diat_conv_geometry g, diat_tensor *dx,
+                                      diat_tensor *dweight, diat_tensor *dbias);
 };
 
 /* The CPU backend (always present). */

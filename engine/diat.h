@@ -157,6 +157,47 @@ float diat_edit_mask_coverage(const diat_edit *edit, float ratio);
 diat_status diat_edit_render(const diat_edit *edit, float ratio, diat_image *photo, float *mask_out,
                              diat_error *err);
 
+/* ---- faces in photos ---------------------------------------------------- */
+
+/* One face found in a photo: its box and score from the detector and 68
+ * landmarks (iBUG 300-W order: 36-41 right eye of the person = left in the
+ * image, 42-47 the other eye, 48-67 mouth), in photo pixels. */
+typedef struct diat_face {
+    float x, y, width, height; /* detector box */
+    float score;               /* detector confidence in [0, 1] */
+    float landmarks[68][2];    /* x, y */
+} diat_face;
+
+/* The face detector and landmark networks (shipped model files). */
+typedef struct diat_face_finder diat_face_finder;
+
+/* Load the detector and landmark model files (see models/README.md). */
+diat_status diat_face_finder_load(diat_context *ctx, const char *detector_path,
+                                  const char *landmarks_path, diat_face_finder **out,
+                                  diat_error *err);
+
+/* Release a face finder. NULL is allowed. */
+void diat_face_finder_free(diat_face_finder *finder);
+
+/* Find faces in `photo` (inside `region` if not NULL, e.g. the user's
+ * selection; then the best face there is returned even below the usual score
+ * threshold). `*faces` (free with diat_faces_free) holds `*count` faces,
+ * sorted by decreasing size; zero faces is not an error. */
+diat_status diat_find_faces(diat_face_finder *finder, const diat_image *photo,
+                            const diat_box *region, diat_face **faces, size_t *count,
+                            diat_error *err);
+
+/* Release a face list. NULL is allowed. */
+void diat_faces_free(diat_face *faces);
+
+/* Like diat_edit_new_region, but the face is warped to the CelebA-128
+ * alignment by a similarity transform from its eye and mouth landmarks
+ * (rotation, scale, translation); diat_edit_render then pastes the result
+ * back through the inverse warp. Faces at the border are padded. */
+diat_status diat_edit_new_aligned(diat_model *model, const diat_image *photo,
+                                  const diat_face *face, diat_progress_fn progress,
+                                  void *progress_user, diat_edit **out, diat_error *err);
+
 #ifdef __cplusplus
 }
 #endif
