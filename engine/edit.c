@@ -1,6 +1,13 @@
 /* The edit of one face: run T and M once, then render any mask ratio p
  * cheaply from the cached x, T(x) and soft mask e, at 128x128 or pasted
- * back into the full-resolution photo. */
+ * back into the full-resolution photo.
+ *
+ * Every edit knows where its face square lies in the photo as one
+ * similarity transform (face -> photo). A box is the transform without
+ * rotation; an aligned face has the rotation of its eye line. Cropping and
+ * pasting back go through that transform alone (image-resample.c), so both
+ * kinds of edit share one path. */
+#include "align.h"
 #include "image-resample.h"
 #include "model.h"
 
@@ -17,8 +24,8 @@ struct diat_edit {
     float x[3 * FACE_PIXELS];  /* planar, network units [-1, 1] */
     float tx[3 * FACE_PIXELS]; /* T(x), planar, network units */
     float e[DIAT_MASK_SIZE * DIAT_MASK_SIZE];
-    float e_up[FACE_PIXELS]; /* e upsampled 4x, what the threshold applies to */
-    int x0, y0, side;        /* the face square in the photo */
+    float e_up[FACE_PIXELS];         /* e upsampled 4x, what the threshold applies to */
+    diat_face_transform to_photo;    /* face square -> photo */
     int photo_width, photo_height;
 };
 
@@ -63,7 +70,8 @@ diat_status diat_edit_new_face(diat_model *model, const float *face_rgb, diat_ed
     diat_edit *edit = calloc(1, sizeof *edit);
     if (!edit) return diat_set_error(err, DIAT_ERR_MEMORY, "Out of memory for an edit.");
     edit->model = model;
-    edit->side = edit->photo_width = edit->photo_height = FACE;
+    edit->to_photo = diat_face_transform_square(0, 0, FACE);
+    edit->photo_width = edit->photo_height = FACE;
     for (int i = 0; i < FACE_PIXELS; i++)
         for (int c = 0; c < 3; c++) edit->x[c * FACE_PIXELS + i] = face_rgb[3 * i + c];
     diat_status st = run_networks(edit, NULL, NULL, err);
@@ -83,6 +91,29 @@ static diat_status check_image(const diat_image *photo, diat_error *err)
                               "The image is empty or its layout is invalid (%dx%d, %d channels).",
                               photo ? photo->width : 0, photo ? photo->height : 0,
                               photo ? photo->channels : 0);
+    return DIAT_OK;
+}
+
+/* Crop the face square placed by `to_photo` and run the networks. */
+static diat_status new_warped(diat_model *model, const diat_image *photo,
+                              const diat_face_transform *to_photo, diat_progress_fn progress,
+                              void *progress_user, diat_edit **out, diat_error *err)
+{
+    diat_edit *edit = calloc(1, sizeof *edit);
+    if (!edit) return diat_set_error(err, DIAT_ERR_MEMORY, "Out of memory for an edit.");
+    edit->model = model;
+    edit->to_photo = *to_photo;
+    edit->photo_width = photo->width;
+    edit->photo_height = photo->height;
+    diat_status st;
+    if ((st = report(progress, progress_user, 0.0f, "preparing the face", err)) == DIAT_OK &&
+        (st = diat_warp_face(photo, to_photo, edit->x, err)) == DIAT_OK)
+        st = run_networks(edit, progress, progress_user, err);
+    if (st != DIAT_OK) {
+        free(edit);
+        return st;
+    }
+    *out = edit;
     return DIAT_OK;
 }
 
@@ -109,23 +140,24 @@ diat_status diat_edit_new_region(diat_model *model, const diat_image *photo, con
         return diat_set_error(err, DIAT_ERR_ARGUMENT,
                               "The face region is only %d pixels wide; at least %d are needed.",
                               side, MIN_FACE_SIDE);
-    diat_edit *edit = calloc(1, sizeof *edit);
-    if (!edit) return diat_set_error(err, DIAT_ERR_MEMORY, "Out of memory for an edit.");
-    edit->model = model;
-    edit->side = side;
-    edit->x0 = region.x + region.width / 2 - side / 2;
-    edit->y0 = region.y + region.height / 2 - side / 2;
-    edit->photo_width = photo->width;
-    edit->photo_height = photo->height;
-    if ((st = report(progress, progress_user, 0.0f, "preparing the face", err)) == DIAT_OK &&
-        (st = diat_crop_face(photo, edit->x0, edit->y0, side, edit->x, err)) == DIAT_OK)
-        st = run_networks(edit, progress, progress_user, err);
-    if (st != DIAT_OK) {
-        free(edit);
-        return st;
-    }
-    *out = edit;
-    return DIAT_OK;
+    int x0 = region.x + region.width / 2 - side / 2;
+    int y0 = region.y + region.height / 2 - side / 2;
+    diat_face_transform square = diat_face_transform_square(x0, y0, side);
+    return new_warped(model, photo, &square, progress, progress_user, out, err);
+}
+
+diat_status diat_edit_new_aligned(diat_model *model, const diat_image *photo,
+                                  const diat_face *face, diat_progress_fn progress,
+                                  void *progress_user, diat_edit **out, diat_error *err)
+{
+    *out = NULL;
+    diat_status st = check_image(photo, err);
+    if (st != DIAT_OK) return st;
+    if (!face) return diat_set_error(err, DIAT_ERR_ARGUMENT, "No face given to align.");
+    diat_face_transform aligned;
+    st = diat_align_transform(face, photo->width, photo->height, MIN_FACE_SIDE, &aligned, err);
+    if (st != DIAT_OK) return st;
+    return new_warped(model, photo, &aligned, progress, progress_user, out, err);
 }
 
 void diat_edit_free(diat_edit *edit)
@@ -224,8 +256,13 @@ static void paste_row(void *user, int y, int x, int count, const float *values)
         for (int c = 0; c < colour; c++) {
             /* Gray images take the residual's luminance (Rec. 709). */
             float delta = colour == 3 ? v[c] : 0.2126f * v[0] + 0.7152f * v[1] + 0.0722f * v[2];
+            /* The edit keeps results inside [0, 1] but never pulls a float
+             * photo's values beyond that range back in: a value above 1
+             * that the edit brightens stays where it was. */
             float value = p[c] + delta;
-            p[c] = value < 0.0f ? 0.0f : value > 1.0f ? 1.0f : value;
+            if (delta > 0.0f && value > 1.0f) value = p[c] > 1.0f ? p[c] : 1.0f;
+            if (delta < 0.0f && value < 0.0f) value = p[c] < 0.0f ? p[c] : 0.0f;
+            p[c] = value;
         }
     }
 }
@@ -250,8 +287,8 @@ diat_status diat_edit_render(const diat_edit *edit, float ratio, diat_image *pho
                     0.5f * m[i] * (edit->tx[c * FACE_PIXELS + i] - edit->x[c * FACE_PIXELS + i]);
         if (mask_out) memset(mask_out, 0, (size_t)photo->width * photo->height * sizeof *mask_out);
         paste_state state = {photo, mask_out};
-        st = diat_enlarge_face(planes, 4, edit->x0, edit->y0, edit->side, photo->width,
-                               photo->height, paste_row, &state, err);
+        st = diat_paste_face(planes, 4, &edit->to_photo, photo->width, photo->height, paste_row,
+                             &state, err);
     }
     free(planes);
     return st;

@@ -114,6 +114,9 @@ static const diat_backend cpu_backend = {
     .gradient_penalty_backward = diat_cpu_gradient_penalty_backward,
     .mul = diat_cpu_mul,
     .adam_update = diat_cpu_adam_update,
+
+    .depthwise_conv2d_forward = diat_cpu_depthwise_conv2d_forward,
+    .depthwise_conv2d_backward = diat_cpu_depthwise_conv2d_backward,
 };
 
 const diat_backend *diat_backend_cpu(void)

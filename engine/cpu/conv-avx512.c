@@ -64,6 +64,9 @@ enum {
      * measured, they win up to 4 blocks of weight rows; packing from 8. */
     DIRECT_MAX_CHANNELS = 4 * MR,
     MAX_THREADS = 64,
+    /* Below ~20 us of work per thread, waking workers costs more than it
+     * saves (the small networks of a training run are all like that). */
+    MIN_FLOPS_PER_THREAD = 4 * 1000 * 1000,
 };
 
 typedef struct conv_problem {
@@ -118,7 +121,9 @@ AVX512_INLINE void zero_run(float *dst, int len)
 AVX512_INLINE void gather_run(float *dst, const float *src, int count, int stride)
 {
     if (stride == 1) {
-        for (int i = 0; i < count; i += 16) {
+        int i = 0;
+        for (; i + 16 <= count; i += 16) _mm512_storeu_ps(dst + i, _mm512_loadu_ps(src + i));
+        if (i < count) {
             __mmask16 m = first_lanes(count - i);
             _mm512_mask_storeu_ps(dst + i, m, _mm512_maskz_loadu_ps(m, src + i));
         }
@@ -552,6 +557,8 @@ int diat_cpu_conv2d_forward_avx512(diat_context *ctx, const diat_tensor *x,
     const int blocks = (p.out_c + MR - 1) / MR;
     const int direct = use_direct(&p);
     int threads = ctx->threads < 1 ? 1 : ctx->threads > MAX_THREADS ? MAX_THREADS : ctx->threads;
+    double useful_threads = 2.0 * p.out_c * (double)p.columns * p.patch / MIN_FLOPS_PER_THREAD;
+    if (threads > useful_threads) threads = useful_threads < 1.0 ? 1 : (int)useful_threads;
     /* Split the weight blocks where every thread packing all the panels
      * costs less than every thread reading all the weights (few columns:
      * 4x4 and 8x8 outputs at batch 1); else split the panels. */

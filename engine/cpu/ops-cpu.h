@@ -120,4 +120,14 @@ void diat_cpu_mul(diat_context *ctx, const float *a, const float *b, float *y, s
 void diat_cpu_adam_update(diat_context *ctx, float *param, const float *grad, float *m, float *v,
                           size_t count, float lr, float beta1, float beta2, float eps, int step);
 
+/* depthwise.c */
+void diat_cpu_depthwise_conv2d_forward(diat_context *ctx, const diat_tensor *x,
+                                       const diat_tensor *weight, const diat_tensor *bias,
+                                       diat_conv_geometry g, diat_activation act, float slope,
+                                       diat_tensor *y);
+void diat_cpu_depthwise_conv2d_backward(diat_context *ctx, const diat_tensor *x,
+                                        const diat_tensor *weight, const diat_tensor *dy,
+                                        diat_conv_geometry g, diat_tensor *dx,
+                                        diat_tensor *dweight, diat_tensor *dbias);
+
 #endif

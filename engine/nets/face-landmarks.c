@@ -1,0 +1,501 @@
+/* The 68-point face landmark network: face-api's FaceLandmark68Net, with the
+ * weights face-api ships, converted by tools/convert-face-api.py
+ * (--model face-landmarks-68). Inference only.
+ *
+ * Topology (sizes for the 112x112 input; "sep" is a depthwise 3x3 without
+ * bias followed by a pointwise 1x1 with bias; every 3x3 pads as TensorFlow's
+ * 'same'):
+ *
+ *   input        3 x 112 x 112, (rgb - mean) / 255, rgb in 0..255
+ *   dense0       conv0: plain 3x3 conv stride 2     -> 32 x 56 x 56
+ *   dense1       conv0: sep stride 2                -> 64 x 28 x 28
+ *   dense2       conv0: sep stride 2                -> 128 x 14 x 14
+ *   dense3       conv0: sep stride 2                -> 256 x 7 x 7
+ *   average pool 7x7 (stride 2, one window)         -> 256
+ *   fc           256 -> 136                         -> 68 (x, y) pairs
+ *
+ * A dense block: out1 = relu(conv0(x)); out2 = sep1(out1);
+ * out3 = sep2(relu(out1 + out2)); out4 = sep3(relu(out1 + out2 + out3));
+ * result relu(out1 + out2 + out3 + out4). sep1..3 keep the size (stride 1,
+ * padding 1 all round).
+ *
+ * TensorFlow's 'same' with stride 2 on an even side (all four conv0 here)
+ * pads one zero row and column at the bottom and right only, never at the
+ * top or left: output i sees input rows 2i..2i+2. A symmetric padding of 1
+ * would shift every sample by a pixel, so those inputs are copied into a
+ * buffer one row and column larger, zeros at the end, and convolved without
+ * padding.
+ *
+ * Pre- and post-processing are face-api's (extractFaceTensors, then
+ * FaceLandmark68NetBase): the box is cut out, padded with black to a centred
+ * square (the shorter side gets floor(d/2) pixels before and the rest after,
+ * d the difference of the sides), resized to 112x112 with
+ * tf.image.resizeBilinear (no corner alignment, no half-pixel centres: output
+ * pixel o samples the square at o * side / 112), and the outputs, fractions
+ * of the square, map back as corner + fraction * side - d / 2 on the shorter
+ * axis (face-api takes d / 2 off even when d is odd; so do we, to agree
+ * with it). Where we differ from face-api:
+ *  - shrinking (a box larger than 112 pixels) uses a triangle filter as wide
+ *    as the scale factor, centred where face-api's bilinear samples, instead
+ *    of bilinear's four pixels, so every pixel of the face counts and the
+ *    landmarks move less when the box moves by a pixel (a fifth less for a
+ *    face shrunk 3.75 times); they then differ from face-api's by up to
+ *    about 0.6% of the box side. Enlarging is exactly bilinear, and
+ *    DIAT_LANDMARK_FILTER_BILINEAR restores face-api's resize (the tests);
+ *  - boxes reaching outside the photo are padded with black (the colour of
+ *    face-api's own square padding) where face-api clips them, so the face
+ *    keeps its place in the square;
+ *  - fractional boxes are rounded to whole pixels and the landmarks mapped
+ *    back with the rounded box (face-api floors the box to cut it out but
+ *    shifts the landmarks by the unrounded corner). */
+#include "face-landmarks.h"
+#include "layers.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define FORMAT_NAME "diat-face-landmarks-68"
+#define INPUT_SIZE 112
+#define POINTS 68
+#define OUTPUTS (2 * POINTS)
+#define BLOCKS 4
+#define CONVS 4 /* per dense block */
+#define FEATURES 256
+/* Boxes beyond this side are refused: the resampling filter's taps grow with
+ * the side, and a million pixels is far beyond any photo's face. */
+#define MAX_BOX_SIDE (1 << 20)
+
+/* face-api's mean RGB of its training faces, in 0..255 pixel units. */
+static const float mean_rgb[3] = {122.782f, 117.001f, 104.298f};
+
+/* Channels in and out of each dense block. */
+static const int block_channels[BLOCKS + 1] = {3, 32, 64, 128, 256};
+
+typedef struct separable_conv {
+    diat_param *depthwise; /* [c, 1, 3, 3] */
+    diat_param *pointwise; /* [out, c, 1, 1] */
+    diat_param *bias;      /* [out] */
+} separable_conv;
+
+/* One axis of the resampling: output sample o takes taps[first[o] .. first[o]
+ * + count[o]) from source positions start[o], start[o] + 1, ... (photo
+ * pixels; black pixels are left out, their weight still counted). */
+typedef struct axis_filter {
+    int start[INPUT_SIZE], count[INPUT_SIZE], first[INPUT_SIZE];
+    float *taps;
+} axis_filter;
+
+struct diat_landmark_net {
+    diat_context *ctx;
+    diat_landmark_filter filter;
+    diat_net net;
+    diat_param *stem_weight, *stem_bias; /* dense0.conv0: [32, 3, 3, 3], [32] */
+    separable_conv conv[BLOCKS][CONVS];  /* conv[0][0] is the stem instead */
+    diat_param *fc_weight, *fc_bias;     /* [136, 256], [136] */
+    /* Activations: each block's tensors are views of these, shaped for it
+     * (each sized for the block that needs the most). A block's input is only
+     * read by its conv0, through `padded`, so the previous block's result
+     * may live in `sum`, which the block then reuses. */
+    diat_tensor input;  /* [1, 3, 112, 112] */
+    diat_tensor padded; /* conv0's input plus a zero row and column */
+    diat_tensor depthwise, out1, branch, sum, act;
+    diat_tensor pooled; /* [1, 256, 1, 1] */
+    diat_tensor output; /* [1, 136] */
+};
+
+static diat_status add_param(diat_landmark_net *lm, diat_param **slot, const char *name, int ndim,
+                             int n, int c, int h, int w, diat_error *err)
+{
+    /* Frozen: no gradient buffers. */
+    *slot = diat_net_add(&lm->net, name, ndim, n, c, h, w, 0, err);
+    return *slot ? DIAT_OK : err ? err->code : DIAT_ERR_MEMORY;
+}
+
+static diat_status add_parameters(diat_landmark_net *lm, diat_error *err)
+{
+    /* stem (2) + 15 separable convs (3 each) + fc (2) */
+    diat_status st = diat_net_setup(&lm->net, lm->ctx, 2 + 3 * (BLOCKS * CONVS - 1) + 2, err);
+    if (st != DIAT_OK) return st;
+    st = add_param(lm, &lm->stem_weight, "dense0.conv0.weight", 4, block_channels[1], 3, 3, 3, err);
+    if (st == DIAT_OK)
+        st = add_param(lm, &lm->stem_bias, "dense0.conv0.bias", 1, block_channels[1], 1, 1, 1, err);
+    char name[DIAT_PARAM_NAME_MAX];
+    for (int b = 0; b < BLOCKS && st == DIAT_OK; b++) {
+        const int out = block_channels[b + 1];
+        for (int k = b == 0 ? 1 : 0; k < CONVS && st == DIAT_OK; k++) {
+            const int in = k == 0 ? block_channels[b] : out;
+            separable_conv *sc = &lm->conv[b][k];
+            snprintf(name, sizeof name, "dense%d.conv%d.depthwise.weight", b, k);
+            st = add_param(lm, &sc->depthwise, name, 4, in, 1, 3, 3, err);
+            if (st != DIAT_OK) break;
+            snprintf(name, sizeof name, "dense%d.conv%d.pointwise.weight", b, k);
+            st = add_param(lm, &sc->pointwise, name, 4, out, in, 1, 1, err);
+            if (st != DIAT_OK) break;
+            snprintf(name, sizeof name, "dense%d.conv%d.bias", b, k);
+            st = add_param(lm, &sc->bias, name, 1, out, 1, 1, 1, err);
+        }
+    }
+    if (st == DIAT_OK)
+        st = add_param(lm, &lm->fc_weight, "fc.weight", 2, OUTPUTS, FEATURES, 1, 1, err);
+    if (st == DIAT_OK) st = add_param(lm, &lm->fc_bias, "fc.bias", 1, OUTPUTS, 1, 1, 1, err);
+    return st;
+}
+
+/* A [1, c, h, w] view of an activation buffer. */
+static diat_tensor view(const diat_tensor *buffer, int c, int h, int w)
+{
+    return (diat_tensor){1, c, h, w, buffer->data};
+}
+
+static diat_status alloc_activations(diat_landmark_net *lm, diat_error *err)
+{
+    /* The largest plane of each kind, over the blocks: for the padded input,
+     * max over b of c_in * (side + 1)^2 with side 112, 56, 28, 14 ... */
+    size_t padded = 0, largest = 0;
+    for (int b = 0, side = INPUT_SIZE; b < BLOCKS; b++, side /= 2) {
+        size_t p = (size_t)block_channels[b] * (size_t)(side + 1) * (size_t)(side + 1);
+        size_t a = (size_t)block_channels[b + 1] * (size_t)(side / 2) * (size_t)(side / 2);
+        if (p > padded) padded = p;
+        if (a > largest) largest = a;
+    }
+    diat_tensor *plane_sized[] = {&lm->depthwise, &lm->out1, &lm->branch, &lm->sum, &lm->act};
+    diat_status st = diat_tensor_alloc(lm->ctx, &lm->input, 1, 3, INPUT_SIZE, INPUT_SIZE, err);
+    if (st == DIAT_OK) st = diat_tensor_alloc(lm->ctx, &lm->padded, 1, 1, 1, (int)padded, err);
+    for (size_t i = 0; i < sizeof plane_sized / sizeof plane_sized[0] && st == DIAT_OK; i++)
+        st = diat_tensor_alloc(lm->ctx, plane_sized[i], 1, 1, 1, (int)largest, err);
+    if (st == DIAT_OK) st = diat_tensor_alloc(lm->ctx, &lm->pooled, 1, FEATURES, 1, 1, err);
+    if (st == DIAT_OK) st = diat_tensor_alloc(lm->ctx, &lm->output, 1, OUTPUTS, 1, 1, err);
+    return st;
+}
+
+void diat_landmark_net_free(diat_landmark_net *lm)
+{
+    if (!lm) return;
+    diat_tensor *owned[] = {&lm->input, &lm->padded, &lm->depthwise, &lm->out1,  &lm->branch,
+                            &lm->sum,   &lm->act,    &lm->pooled,    &lm->output};
+    for (size_t i = 0; i < sizeof owned / sizeof owned[0]; i++)
+        diat_tensor_release(lm->ctx, owned[i]);
+    if (lm->net.params) diat_net_release(&lm->net);
+    free(lm);
+}
+
+diat_status diat_landmark_net_load(diat_context *ctx, const char *path, diat_landmark_net **out,
+                                   diat_error *err)
+{
+    if (!ctx || !path || !out)
+        return diat_set_error(err, DIAT_ERR_ARGUMENT,
+                              "Loading the landmark network needs a context, a path and an "
+                              "output.");
+    *out = NULL;
+    /* The crop and the padded copies are written on the host. */
+    if (ctx->backend != diat_backend_cpu())
+        return diat_set_error(err, DIAT_ERR_BACKEND,
+                              "The landmark network runs on a CPU context (got '%s').",
+                              ctx->backend->name);
+    diat_landmark_net *lm = calloc(1, sizeof *lm);
+    if (!lm)
+        return diat_set_error(err, DIAT_ERR_MEMORY, "Out of memory loading the landmark network.");
+    lm->ctx = ctx;
+    diat_status st = add_parameters(lm, err);
+    if (st == DIAT_OK) st = alloc_activations(lm, err);
+    diat_safetensors *file = NULL;
+    if (st == DIAT_OK) st = diat_safetensors_open(path, &file, err);
+    if (st == DIAT_OK) {
+        const char *format = diat_safetensors_metadata(file, "format");
+        if (!format || strcmp(format, FORMAT_NAME) != 0)
+            st = diat_set_error(err, DIAT_ERR_FORMAT,
+                                "Model file %s is not a 68-point landmark network (its format "
+                                "is '%s', expected '" FORMAT_NAME "'); make it with "
+                                "tools/convert-face-api.py --model face-landmarks-68.",
+                                path, format ? format : "(none)");
+    }
+    if (st == DIAT_OK) st = diat_net_load(&lm->net, file, err);
+    diat_safetensors_close(file);
+    if (st != DIAT_OK) {
+        diat_landmark_net_free(lm);
+        return st;
+    }
+    *out = lm;
+    return DIAT_OK;
+}
+
+void diat_landmark_net_set_filter(diat_landmark_net *lm, diat_landmark_filter filter)
+{
+    if (lm) lm->filter = filter;
+}
+
+/* ---- the network ---------------------------------------------------------- */
+
+/* dst = src with one zero row appended to each plane and one zero column to
+ * each row: TensorFlow's 'same' padding for a 3x3 stride-2 convolution of an
+ * even side (see the top of the file). */
+static void pad_bottom_right(const diat_tensor *src, diat_tensor *dst)
+{
+    const int h = src->h, w = src->w;
+    for (int c = 0; c < src->c; c++) {
+        const float *from = src->data + (size_t)c * h * w;
+        float *to = dst->data + (size_t)c * (h + 1) * (w + 1);
+        for (int y = 0; y < h; y++) {
+            memcpy(to + (size_t)y * (w + 1), from + (size_t)y * w, (size_t)w * sizeof *to);
+            to[(size_t)y * (w + 1) + w] = 0.0f;
+        }
+        memset(to + (size_t)h * (w + 1), 0, (size_t)(w + 1) * sizeof *to);
+    }
+}
+
+/* y = act(pointwise(depthwise(x)) + bias), stride 1 (padding 1) or 2 (x
+ * already padded at the bottom and right, no padding). */
+static void separable_forward(diat_landmark_net *lm, const separable_conv *sc, const diat_tensor *x,
+                              int stride, diat_activation act, diat_tensor *y)
+{
+    diat_context *ctx = lm->ctx;
+    const diat_conv_geometry depthwise = {3, stride, stride == 1 ? 1 : 0};
+    const diat_conv_geometry pointwise = {1, 1, 0};
+    diat_tensor mid = view(&lm->depthwise, x->c, y->h, y->w);
+    ctx->backend->depthwise_conv2d_forward(ctx, x, &sc->depthwise->value, NULL, depthwise,
+                                           DIAT_ACT_IDENTITY, 0.0f, &mid);
+    ctx->backend->conv2d_forward(ctx, &mid, &sc->pointwise->value, &sc->bias->value, pointwise, act,
+                                 0.0f, y);
+}
+
+/* One dense block on `x` (side 2 * side); its result is left in lm->sum. */
+static void dense_block(diat_landmark_net *lm, int b, const diat_tensor *x, diat_tensor *result)
+{
+    diat_context *ctx = lm->ctx;
+    const diat_backend *be = ctx->backend;
+    const int c = block_channels[b + 1], side = x->h / 2;
+    const size_t count = (size_t)c * side * side;
+    diat_tensor padded = view(&lm->padded, x->c, x->h + 1, x->w + 1);
+    diat_tensor out1 = view(&lm->out1, c, side, side);
+    diat_tensor branch = view(&lm->branch, c, side, side);
+    diat_tensor sum = view(&lm->sum, c, side, side);
+    diat_tensor act = view(&lm->act, c, side, side);
+
+    pad_bottom_right(x, &padded);
+    if (b == 0)
+        be->conv2d_forward(ctx, &padded, &lm->stem_weight->value, &lm->stem_bias->value,
+                           (diat_conv_geometry){3, 2, 0}, DIAT_ACT_RELU, 0.0f, &out1);
+    else
+        separable_forward(lm, &lm->conv[b][0], &padded, 2, DIAT_ACT_RELU, &out1);
+    /* x is dead from here on: `sum` may have been the previous result. */
+    separable_forward(lm, &lm->conv[b][1], &out1, 1, DIAT_ACT_IDENTITY, &branch);
+    be->add(ctx, out1.data, branch.data, sum.data, count);
+    for (int k = 2; k < CONVS; k++) {
+        be->activation_forward(ctx, DIAT_ACT_RELU, 0.0f, sum.data, act.data, count);
+        separable_forward(lm, &lm->conv[b][k], &act, 1, DIAT_ACT_IDENTITY, &branch);
+        be->axpy(ctx, 1.0f, branch.data, sum.data, count);
+    }
+    be->activation_forward(ctx, DIAT_ACT_RELU, 0.0f, sum.data, sum.data, count);
+    *result = sum;
+}
+
+/* lm->input -> lm->output (136 fractions of the input's side). */
+static void network_forward(diat_landmark_net *lm)
+{
+    diat_context *ctx = lm->ctx;
+    diat_tensor h = lm->input;
+    for (int b = 0; b < BLOCKS; b++) {
+        diat_tensor result;
+        dense_block(lm, b, &h, &result);
+        h = result;
+    }
+    /* 7x7 window, stride 2, no padding, on 7x7: the global average. */
+    ctx->backend->avgpool_forward(ctx, &h, 7, 2, &lm->pooled);
+    ctx->backend->linear_forward(ctx, &lm->pooled, &lm->fc_weight->value, &lm->fc_bias->value,
+                                 &lm->output);
+}
+
+/* ---- cutting the face out ------------------------------------------------- */
+
+/* The filter of one axis. The square runs over source positions
+ * origin .. origin + side - 1; of those, only [lo, hi) holds photo pixels
+ * (inside both the box and the photo), the rest is black. Output o is
+ * centred at square position o * side / 112 (face-api's resizeBilinear).
+ * Enlarging: bilinear on the two neighbours, the upper one clamped to the
+ * square's last pixel as tfjs does. Shrinking: a triangle as wide as the
+ * scale, so every square pixel counts, with the same clamping; for a scale
+ * of 1 it is the bilinear one. Returns 0 when out of memory. */
+static int axis_filter_build(axis_filter *f, diat_landmark_filter filter, long origin, int side,
+                             long lo, long hi)
+{
+    const double scale = (double)side / INPUT_SIZE;
+    const double radius = scale > 1.0 && filter == DIAT_LANDMARK_FILTER_TRIANGLE ? scale : 1.0;
+    const int most = 2 * (int)ceil(radius) + 2; /* taps per output, at most */
+    f->taps = calloc((size_t)INPUT_SIZE * (size_t)most, sizeof *f->taps);
+    if (!f->taps) return 0;
+    int used = 0;
+    for (int o = 0; o < INPUT_SIZE; o++) {
+        const double centre = o * scale;
+        const int first = (int)ceil(centre - radius), last = (int)floor(centre + radius);
+        /* Clamped positions are monotonic, so the taps form one run. */
+        const int run_lo = first < 0 ? 0 : first;
+        const int run_hi = last > side - 1 ? side - 1 : last;
+        float *w = f->taps + used;
+        double total = 0.0;
+        for (int j = first; j <= last; j++) {
+            const double weight = 1.0 - fabs(j - centre) / radius;
+            if (weight <= 0.0) continue;
+            const int clamped = j < 0 ? 0 : j > side - 1 ? side - 1 : j;
+            w[clamped - run_lo] += (float)weight;
+            total += weight;
+        }
+        for (int j = 0; j <= run_hi - run_lo; j++) w[j] = (float)(w[j] / total);
+        /* Keep the photo pixels only: black adds nothing. */
+        long start = origin + run_lo, end = origin + run_hi + 1;
+        const long skip = start < lo ? lo - start : 0;
+        if (end > hi) end = hi;
+        start += skip;
+        /* All black: no taps, and a start that stays inside the photo. */
+        f->count[o] = end > start ? (int)(end - start) : 0;
+        f->start[o] = f->count[o] ? (int)start : (int)lo;
+        f->first[o] = f->count[o] ? used + (int)skip : used;
+        used += run_hi - run_lo + 1;
+    }
+    return 1;
+}
+
+/* Fill lm->input with the box's square resampled to 112x112 and normalised. */
+static diat_status crop_face(diat_landmark_net *lm, const diat_image *photo, long x0, long y0,
+                             long x1, long y1, int side, long square_x, long square_y,
+                             diat_error *err)
+{
+    axis_filter cols = {0}, rows = {0};
+    /* Photo pixels of the box: inside it and inside the photo. */
+    const long lo_x = x0 > 0 ? x0 : 0, hi_x = x1 < photo->width ? x1 : photo->width;
+    const long lo_y = y0 > 0 ? y0 : 0, hi_y = y1 < photo->height ? y1 : photo->height;
+    if (!axis_filter_build(&cols, lm->filter, square_x, side, lo_x, hi_x) ||
+        !axis_filter_build(&rows, lm->filter, square_y, side, lo_y, hi_y)) {
+        free(cols.taps);
+        free(rows.taps);
+        return diat_set_error(err, DIAT_ERR_MEMORY, "Out of memory cutting out a face.");
+    }
+    /* The photo rows the output reads: each is filtered across once, into
+     * `across` (112 RGB triples a row), then the output rows are weighted
+     * sums of those. Shrinking reads every row of the box, each for two or
+     * three output rows; enlarging (or bilinear shrinking) reads a few. */
+    long first_row = hi_y, end_row = lo_y;
+    for (int oy = 0; oy < INPUT_SIZE; oy++) {
+        if (!rows.count[oy]) continue;
+        if (rows.start[oy] < first_row) first_row = rows.start[oy];
+        if (rows.start[oy] + rows.count[oy] > end_row) end_row = rows.start[oy] + rows.count[oy];
+    }
+    const size_t row_count = end_row > first_row ? (size_t)(end_row - first_row) : 0;
+    const size_t row_floats = (size_t)INPUT_SIZE * 3;
+    float *across = malloc((row_count ? row_count : 1) * row_floats * sizeof *across);
+    unsigned char *read = calloc(row_count ? row_count : 1, 1);
+    float *sums = malloc(row_floats * sizeof *sums);
+    if (!across || !read || !sums) {
+        free(across);
+        free(read);
+        free(sums);
+        free(cols.taps);
+        free(rows.taps);
+        return diat_set_error(err, DIAT_ERR_MEMORY, "Out of memory cutting out a face.");
+    }
+    for (int oy = 0; oy < INPUT_SIZE; oy++)
+        for (int t = 0; t < rows.count[oy]; t++) read[rows.start[oy] + t - first_row] = 1;
+
+    const int channels = photo->channels;
+    for (size_t r = 0; r < row_count; r++) {
+        if (!read[r]) continue;
+        const float *line = photo->pixels + (size_t)(first_row + (long)r) * photo->stride;
+        float *out = across + r * row_floats;
+        for (int ox = 0; ox < INPUT_SIZE; ox++) {
+            const float *taps = cols.taps + cols.first[ox];
+            const float *px = line + (size_t)cols.start[ox] * (size_t)channels;
+            float red = 0.0f, green = 0.0f, blue = 0.0f;
+            if (channels >= 3) {
+                for (int k = 0; k < cols.count[ox]; k++, px += channels) {
+                    red += taps[k] * px[0];
+                    green += taps[k] * px[1];
+                    blue += taps[k] * px[2];
+                }
+            } else { /* gray (and alpha, ignored): the same on all three */
+                for (int k = 0; k < cols.count[ox]; k++, px += channels) red += taps[k] * px[0];
+                green = blue = red;
+            }
+            out[3 * ox] = red;
+            out[3 * ox + 1] = green;
+            out[3 * ox + 2] = blue;
+        }
+    }
+
+    const size_t plane = (size_t)INPUT_SIZE * INPUT_SIZE;
+    float *input = lm->input.data;
+    for (int oy = 0; oy < INPUT_SIZE; oy++) {
+        memset(sums, 0, row_floats * sizeof *sums);
+        for (int t = 0; t < rows.count[oy]; t++) {
+            const float wy = rows.taps[rows.first[oy] + t];
+            const float *row = across + (size_t)(rows.start[oy] + t - first_row) * row_floats;
+            for (size_t i = 0; i < row_floats; i++) sums[i] += wy * row[i];
+        }
+        /* Pixels are [0, 1] here and 0..255 for face-api:
+         * (255 v - mean) / 255 = v - mean / 255. */
+        for (int ox = 0; ox < INPUT_SIZE; ox++)
+            for (int c = 0; c < 3; c++)
+                input[(size_t)c * plane + (size_t)oy * INPUT_SIZE + ox] =
+                    sums[3 * ox + c] - mean_rgb[c] / 255.0f;
+    }
+    free(across);
+    free(read);
+    free(sums);
+    free(cols.taps);
+    free(rows.taps);
+    return DIAT_OK;
+}
+
+diat_status diat_landmark_net_run(diat_landmark_net *lm, const diat_image *photo,
+                                  const float box[4], float landmarks[68][2], diat_error *err)
+{
+    if (!lm || !photo || !box || !landmarks)
+        return diat_set_error(err, DIAT_ERR_ARGUMENT,
+                              "The landmark network needs a photo, a box and room for the "
+                              "landmarks.");
+    if (!photo->pixels || photo->width < 1 || photo->height < 1 || photo->channels < 1 ||
+        photo->channels > 4 || photo->stride < (size_t)photo->width * (size_t)photo->channels)
+        return diat_set_error(err, DIAT_ERR_ARGUMENT,
+                              "The photo for the landmark network is not a valid image (%dx%d, "
+                              "%d channels).",
+                              photo->width, photo->height, photo->channels);
+    for (int i = 0; i < 4; i++)
+        if (!isfinite(box[i]) || fabsf(box[i]) > (float)MAX_BOX_SIDE * 4.0f)
+            return diat_set_error(err, DIAT_ERR_ARGUMENT,
+                                  "The face box (%g, %g, %g, %g) is not a usable rectangle.",
+                                  (double)box[0], (double)box[1], (double)box[2], (double)box[3]);
+    /* Whole pixels, edges rounded (see the top of the file). */
+    const long x0 = lround(box[0]), y0 = lround(box[1]);
+    const long x1 = lround((double)box[0] + box[2]), y1 = lround((double)box[1] + box[3]);
+    const long width = x1 - x0, height = y1 - y0;
+    if (width < 1 || height < 1 || width > MAX_BOX_SIDE || height > MAX_BOX_SIDE)
+        return diat_set_error(err, DIAT_ERR_ARGUMENT,
+                              "The face box (%g, %g, %g, %g) must be between 1 and %d pixels "
+                              "wide and high.",
+                              (double)box[0], (double)box[1], (double)box[2], (double)box[3],
+                              MAX_BOX_SIDE);
+    if (x1 <= 0 || y1 <= 0 || x0 >= photo->width || y0 >= photo->height)
+        return diat_set_error(err, DIAT_ERR_ARGUMENT,
+                              "The face box (%g, %g, %g, %g) lies outside the %dx%d photo.",
+                              (double)box[0], (double)box[1], (double)box[2], (double)box[3],
+                              photo->width, photo->height);
+
+    /* face-api's padToSquare: floor(d / 2) before, the rest after. */
+    const long side = width > height ? width : height;
+    const long diff = side - (width < height ? width : height);
+    const long square_x = x0 - (width < height ? diff / 2 : 0);
+    const long square_y = y0 - (height < width ? diff / 2 : 0);
+    diat_status st = crop_face(lm, photo, x0, y0, x1, y1, (int)side, square_x, square_y, err);
+    if (st != DIAT_OK) return st;
+    network_forward(lm);
+
+    /* FaceLandmark68NetBase.postProcess then shiftBy(box corner). */
+    const float *out = lm->output.data;
+    const double shift_x = width < height ? diff / 2.0 : 0.0;
+    const double shift_y = height < width ? diff / 2.0 : 0.0;
+    for (int i = 0; i < POINTS; i++) {
+        landmarks[i][0] = (float)((double)x0 + (double)out[2 * i] * (double)side - shift_x);
+        landmarks[i][1] = (float)((double)y0 + (double)out[2 * i + 1] * (double)side - shift_y);
+    }
+    return DIAT_OK;
+}
