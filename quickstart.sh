@@ -12,7 +12,8 @@ model=tests/data/fixture-tint-model.safetensors
 out=quickstart-out
 mkdir -p "$out"
 build/tools/diat info "$model"
-build/tools/diat apply -m "$model" --box 75,30,100,120 \
+build/tools/diat detect tests/data/photos/astronaut.png
+build/tools/diat apply -m "$model" --box 75,30,100,120 --no-align \
     --mask "$out/astronaut-mask.png" --overlay "$out/astronaut-overlay.png" \
     tests/data/photos/astronaut.png "$out/astronaut-edited.png"
 echo "wrote $out/astronaut-edited.png, $out/astronaut-mask.png and $out/astronaut-overlay.png"

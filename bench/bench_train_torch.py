@@ -400,9 +400,10 @@ def main():
           f"{DENOISER_WIDTH} x {DENOISER_DEPTH}, n_critic {N_CRITIC}, lambda gp {LAMBDA_GP:g} "
           f"ap {LAMBDA_AP:g} id {LAMBDA_ID:g} pr {LAMBDA_PR:g} ar {LAMBDA_AR:g}, p {RATIO}, "
           f"Adam lr {LR:g} betas {BETAS}")
+    frozen_note = ("computed (--frozen-grads, as the engine)" if args.frozen_grads
+                   else "not computed")
     print(f"data: random images in [-1, 1] (no decoding); phi: {args.face_recognition}; "
-          f"frozen nets' weight gradients: "
-          f"{'computed (--frozen-grads, as the engine)' if args.frozen_grads else 'not computed'}\n")
+          f"frozen nets' weight gradients: {frozen_note}\n")
     sys.stdout.flush()
 
     for _ in range(args.warmup):

@@ -24,8 +24,8 @@ struct diat_edit {
     float x[3 * FACE_PIXELS];  /* planar, network units [-1, 1] */
     float tx[3 * FACE_PIXELS]; /* T(x), planar, network units */
     float e[DIAT_MASK_SIZE * DIAT_MASK_SIZE];
-    float e_up[FACE_PIXELS];         /* e upsampled 4x, what the threshold applies to */
-    diat_face_transform to_photo;    /* face square -> photo */
+    float e_up[FACE_PIXELS];      /* e upsampled 4x, what the threshold applies to */
+    diat_face_transform to_photo; /* face square -> photo */
     int photo_width, photo_height;
 };
 
@@ -146,9 +146,9 @@ diat_status diat_edit_new_region(diat_model *model, const diat_image *photo, con
     return new_warped(model, photo, &square, progress, progress_user, out, err);
 }
 
-diat_status diat_edit_new_aligned(diat_model *model, const diat_image *photo,
-                                  const diat_face *face, diat_progress_fn progress,
-                                  void *progress_user, diat_edit **out, diat_error *err)
+diat_status diat_edit_new_aligned(diat_model *model, const diat_image *photo, const diat_face *face,
+                                  diat_progress_fn progress, void *progress_user, diat_edit **out,
+                                  diat_error *err)
 {
     *out = NULL;
     diat_status st = check_image(photo, err);

@@ -66,7 +66,6 @@ diat_status diat_crop_face(const diat_image *photo, int x0, int y0, int side, fl
  * memory stays O(width). */
 typedef void (*diat_row_fn)(void *user, int y, int x, int count, const float *values);
 diat_status diat_paste_face(const float *planes, int plane_count, const diat_face_transform *t,
-                            int width, int height, diat_row_fn row_fn, void *user,
-                            diat_error *err);
+                            int width, int height, diat_row_fn row_fn, void *user, diat_error *err);
 
 #endif

@@ -46,6 +46,12 @@ const char *model_entry_label(const model_entry *entry);
  * naming the folders searched. */
 char *model_catalog_resolve(char *const *dirs, const char *name_or_path, GError **error);
 
+/* The labels of the models this project makes (as diat-train writes them:
+ * "Add"/"Remove" and the CelebA attribute) and of its test fixtures,
+ * NULL-terminated. Model files carry English labels; listing them here puts
+ * them into the translation catalogue (plugin/model-labels.c). */
+extern const char *const model_catalog_known_labels[];
+
 /* A support file (face detector, landmarks) from the same folders, or NULL. */
 char *model_catalog_find_file(char *const *dirs, const char *file_name);
 

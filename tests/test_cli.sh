@@ -103,7 +103,11 @@ expect_output "info prints the parameter count" '^parameters: [1-9][0-9]*$'
 expect_output "info prints the file size" '^file size: [1-9][0-9]* bytes'
 
 # ---- apply: where edits land ----
-expect_ok "apply tint on a real photo" "$DIAT" apply -m "$TINT" --box $ASTRO_BOX \
+# --no-align: the box's square as it is, which holds the top of the orange
+# suit that the fixture's red-dominance mask marks. (Aligned, the face's
+# square stops above the suit: the checks below with a box then set a mask
+# ratio -p, which marks a share of the face whatever its colours.)
+expect_ok "apply tint on a real photo" "$DIAT" apply -m "$TINT" --box $ASTRO_BOX --no-align \
     --mask "$OUT/astro-mask.png" --overlay "$OUT/astro-overlay.png" \
     "$IN/astronaut.png" "$OUT/astro.png"
 expect_ok "unmasked pixels bit-identical, masked changed" \
@@ -113,7 +117,7 @@ expect_output "output is 256x256 RGB 8-bit PNG" '^256x256 channels=3 depth=8 for
 expect_ok "overlay written" "$CMP" describe "$OUT/astro-overlay.png"
 expect_output "overlay is RGB 8-bit" '^256x256 channels=3 depth=8'
 
-expect_ok "apply identity fixture" "$DIAT" apply -q -m "$FIXTURE" --box $ASTRO_BOX \
+expect_ok "apply identity fixture" "$DIAT" apply -q -m "$FIXTURE" -p 0.8 --box $ASTRO_BOX \
     --mask "$OUT/id-mask.png" "$IN/astronaut.png" "$OUT/id.png"
 if [ -s "$WORK/stderr" ]; then fail "--quiet prints nothing"; else pass "--quiet prints nothing"; fi
 run "$CMP" untouched "$IN/astronaut.png" "$OUT/id.png" "$OUT/id-mask.png"
@@ -124,18 +128,18 @@ else
     fail "identity T changes no pixel, even under the mask"
 fi
 
-expect_ok "apply tint on the red square (no box)" "$DIAT" apply -m "$TINT" \
+expect_ok "apply tint on the red square (--whole)" "$DIAT" apply -m "$TINT" --whole \
     --mask "$OUT/square-mask.png" "$IN/red-square.png" "$OUT/square.png"
 expect_ok "mask covers the square and not the background" \
     "$CMP" coverage "$OUT/square-mask.png" 48 48 64 64 8 0.90 0.05
 expect_ok "the square got redder, unmasked pixels identical" \
     "$CMP" untouched "$IN/red-square.png" "$OUT/square.png" "$OUT/square-mask.png" --expect-red
-expect_ok "mask ratio -p 0.05" "$DIAT" apply -q -m "$TINT" -p 0.05 \
+expect_ok "mask ratio -p 0.05" "$DIAT" apply -q -m "$TINT" -p 0.05 --whole \
     --mask "$OUT/square-p-mask.png" "$IN/red-square.png" "$OUT/square-p.png"
 expect_ok "with -p unmasked pixels still identical" \
     "$CMP" untouched "$IN/red-square.png" "$OUT/square-p.png" "$OUT/square-p-mask.png"
 expect_ok "--threads 1 --backend cpu" "$DIAT" apply -q -m "$TINT" --threads 1 --backend cpu \
-    "$IN/red-square.png" "$OUT/square-cpu.png"
+    --whole "$IN/red-square.png" "$OUT/square-cpu.png"
 if cmp -s "$OUT/square.png" "$OUT/square-cpu.png"; then
     pass "one thread gives the same file"
 else
@@ -145,7 +149,7 @@ fi
 # ---- apply: layouts and depths ----
 for variant in rgb16:3:16 rgba8:4:8 rgba16:4:16 gray16:1:16 graya8:2:8; do
     IFS=: read -r name channels depth <<<"$variant"
-    expect_ok "apply on $name" "$DIAT" apply -q -m "$TINT" --box $ASTRO_BOX \
+    expect_ok "apply on $name" "$DIAT" apply -q -m "$TINT" -p 0.5 --box $ASTRO_BOX \
         --mask "$OUT/astro-$name-mask.png" "$IN/astro-$name.png" "$OUT/astro-$name.png"
     expect_ok "$name: layout kept" "$CMP" describe "$OUT/astro-$name.png"
     expect_output "$name: $channels channels, $depth-bit" \
@@ -167,7 +171,7 @@ expect_ok "JPEG in, JPEG out" "$DIAT" apply -q -m "$TINT" --box 112,45,150,180 \
     "$IN/astronaut.jpg" "$OUT/astro-out.jpg"
 expect_ok "JPEG output readable" "$CMP" describe "$OUT/astro-out.jpg"
 expect_output "JPEG output is 384x384 RGB" '^384x384 channels=3 depth=8 format=JPEG$'
-expect_ok "JPEG in, PNG out" "$DIAT" apply -q -m "$TINT" --box 112,45,150,180 \
+expect_ok "JPEG in, PNG out" "$DIAT" apply -q -m "$TINT" -p 0.5 --box 112,45,150,180 \
     --mask "$OUT/astro-jpg-mask.png" "$IN/astronaut.jpg" "$OUT/astro-from-jpg.png"
 expect_ok "JPEG in: unmasked pixels identical to the decoded input" "$CMP" untouched \
     "$IN/astronaut.jpg" "$OUT/astro-from-jpg.png" "$OUT/astro-jpg-mask.png" --expect-change
@@ -222,8 +226,17 @@ expect_error "bad thread count" 2 "thread" "$DIAT" apply -m "$TINT" --threads x 
     "$IN/red-square.png" "$OUT/x.png"
 expect_error "unknown backend" 2 "backend" "$DIAT" apply -m "$TINT" --backend gpu \
     "$IN/red-square.png" "$OUT/x.png"
-expect_error "non-square image without a box" 2 "--box" "$DIAT" apply -m "$TINT" \
+expect_error "non-square image with --whole" 2 "--box" "$DIAT" apply -m "$TINT" --whole \
     "$IN/interlaced.png" "$OUT/x.png"
+expect_error "bad --face" 2 "face" "$DIAT" apply -m "$TINT" --face two "$IN/red-square.png" \
+    "$OUT/x.png"
+expect_error "--face 0" 2 "face" "$DIAT" apply -m "$TINT" --face 0 "$IN/red-square.png" "$OUT/x.png"
+expect_error "--whole with --box" 2 "--whole" "$DIAT" apply -m "$TINT" --whole --box 1,2,30,30 \
+    "$IN/red-square.png" "$OUT/x.png"
+expect_error "--box with --face" 2 "--face" "$DIAT" apply -m "$TINT" --box 1,2,30,30 --face 1 \
+    "$IN/red-square.png" "$OUT/x.png"
+expect_error "--no-align without --box" 2 "--no-align" "$DIAT" apply -m "$TINT" --no-align \
+    "$IN/red-square.png" "$OUT/x.png"
 expect_error "mask over the input" 2 "overwrite" "$DIAT" apply -m "$TINT" \
     --mask "$IN/red-square.png" "$IN/red-square.png" "$OUT/x.png"
 expect_error "info without a model" 2 "model" "$DIAT" info
@@ -279,13 +292,116 @@ fi
 cmp -s "$WORK/keep.png" "$WORK/keep-before.png" && pass "failed write keeps the old file" ||
     fail "failed write keeps the old file"
 mkdir "$WORK/dir.png"
-expect_error "output is a folder" 1 "dir.png" "$DIAT" apply -q -m "$TINT" "$IN/red-square.png" \
-    "$WORK/dir.png"
+expect_error "output is a folder" 1 "dir.png" "$DIAT" apply -q -m "$TINT" --whole \
+    "$IN/red-square.png" "$WORK/dir.png"
 if ls "$WORK" | grep -q '\.tmp-'; then fail "no temporary files left"; else pass "no temporary files left"; fi
 cp "$IN/red-square.png" "$WORK/inplace.png"
-expect_ok "output may be the input" "$DIAT" apply -q -m "$TINT" "$WORK/inplace.png" "$WORK/inplace.png"
+expect_ok "output may be the input" "$DIAT" apply -q -m "$TINT" --whole "$WORK/inplace.png" \
+    "$WORK/inplace.png"
 cmp -s "$WORK/inplace.png" "$OUT/square.png" && pass "in-place result equals the normal one" ||
     fail "in-place result equals the normal one"
+
+# ---- faces: detection, --face, alignment ----
+# Needs the shipped face models (models/ of the source tree, which an
+# uninstalled diat finds; DIAT_SOURCE_ROOT is set by meson).
+MODELS=${DIAT_SOURCE_ROOT:-}/models
+if [ -r "$MODELS/face-detector-tiny.safetensors" ] && [ -r "$MODELS/face-landmarks-68.safetensors" ] &&
+    [ -r "$IN/2008_002506.png" ]; then
+    expect_ok "diat --help" "$DIAT" --help
+    expect_output "main help lists detect" '^  detect IN'
+    expect_ok "diat detect --help" "$DIAT" detect --help
+    expect_output "detect help documents --overlay" -- '--overlay FILE'
+    expect_ok "apply help documents --face" "$DIAT" apply --help
+    expect_output "apply help documents --face" -- '--face N\|all'
+
+    expect_ok "detect on a portrait" "$DIAT" detect --overlay "$OUT/astro-faces.png" \
+        "$IN/astronaut.png"
+    expect_output "one face, box and five key points" \
+        '^face 1: box 8[0-2],3[6-8],5[6-9],5[4-6] score 0\.9[0-9]{2} eyes [0-9.]+,[0-9.]+ [0-9.]+,[0-9.]+ nose [0-9.]+,[0-9.]+ mouth [0-9.]+,[0-9.]+ [0-9.]+,[0-9.]+$'
+    if [ "$(grep -c '^face ' "$WORK/stdout")" -eq 1 ]; then pass "exactly one face"; else fail "exactly one face"; fi
+    expect_ok "detect overlay written" "$CMP" describe "$OUT/astro-faces.png"
+    expect_output "detect overlay is RGB 8-bit" '^256x256 channels=3 depth=8 format=PNG$'
+    expect_ok "detect on a group photo" "$DIAT" detect "$IN/2008_002506.png"
+    expect_output "faces numbered from 1" '^face 2: box '
+    cp "$WORK/stdout" "$WORK/group-faces.txt"
+    expect_ok "detect in a box" "$DIAT" detect --box 70,20,100,110 "$IN/astronaut.png"
+    expect_output "the box's face" '^face 1: box 8[0-2],3[6-8],'
+    expect_error "detect: no face" 1 "no face found" "$DIAT" detect --overlay "$OUT/none.png" \
+        "$IN/interlaced.png"
+    if [ -e "$OUT/none.png" ]; then fail "detect wrote no overlay"; else pass "detect wrote no overlay"; fi
+    expect_error "detect: missing detector file" 1 "no-such-detector" "$DIAT" detect \
+        --detector "$WORK/no-such-detector.safetensors" "$IN/astronaut.png"
+    # The lookup: DIAT_MODEL_PATH is tried first (here a folder of links).
+    mkdir -p "$WORK/models"
+    ln -s "$MODELS/face-detector-tiny.safetensors" "$MODELS/face-landmarks-68.safetensors" "$WORK/models/"
+    expect_ok "models from DIAT_MODEL_PATH" env DIAT_MODEL_PATH="$WORK/nowhere:$WORK/models" \
+        "$DIAT" detect "$IN/astronaut.png"
+
+    # apply without --box: every face found, aligned, pasted back.
+    expect_ok "apply finds the face" "$DIAT" apply -m "$TINT" -p 0.5 --mask "$OUT/auto-mask.png" \
+        "$IN/astronaut.png" "$OUT/auto.png"
+    if grep -q '1 face,' "$WORK/stderr"; then pass "one face edited"; else fail "one face edited"; fi
+    expect_ok "auto: unmasked pixels bit-identical, masked changed" \
+        "$CMP" untouched "$IN/astronaut.png" "$OUT/auto.png" "$OUT/auto-mask.png" --expect-change
+    expect_ok "auto: the mask is at the face" "$CMP" coverage "$OUT/auto-mask.png" 81 37 58 55 \
+        70 0.5 0.0
+    expect_ok "aligned identity round trip" "$DIAT" apply -q -m "$FIXTURE" -p 0.9 \
+        --mask "$OUT/auto-id-mask.png" "$IN/astronaut.png" "$OUT/auto-id.png"
+    run "$CMP" untouched "$IN/astronaut.png" "$OUT/auto-id.png" "$OUT/auto-id-mask.png"
+    if [ "$rc" -eq 0 ] && grep -q 'masked_changed=0 ' "$WORK/stdout" &&
+        ! grep -q ' masked=0 ' "$WORK/stdout"; then
+        pass "aligned identity T changes no pixel"
+    else
+        fail "aligned identity T changes no pixel"
+    fi
+    for depth in rgb16 graya8; do
+        expect_ok "apply finds the face ($depth)" "$DIAT" apply -q -m "$TINT" \
+            --mask "$OUT/auto-$depth-mask.png" "$IN/astro-$depth.png" "$OUT/auto-$depth.png"
+        expect_ok "$depth: unmasked and alpha identical" "$CMP" untouched "$IN/astro-$depth.png" \
+            "$OUT/auto-$depth.png" "$OUT/auto-$depth-mask.png"
+    done
+
+    # Two faces: both by default, one with --face (numbered as detect lists them).
+    IFS=' ,' read -r _ _ _ F1X F1Y F1W F1H _ < <(grep '^face 1:' "$WORK/group-faces.txt")
+    IFS=' ,' read -r _ _ _ F2X F2Y F2W F2H _ < <(grep '^face 2:' "$WORK/group-faces.txt")
+    expect_ok "apply to all faces" "$DIAT" apply -m "$TINT" -p 0.5 --mask "$OUT/group-mask.png" \
+        "$IN/2008_002506.png" "$OUT/group.png"
+    if grep -q '2 faces,' "$WORK/stderr"; then pass "two faces edited"; else fail "two faces edited"; fi
+    expect_ok "all: face 1 edited" "$CMP" coverage "$OUT/group-mask.png" "$F1X" "$F1Y" "$F1W" "$F1H" 0 0.3 1
+    expect_ok "all: face 2 edited" "$CMP" coverage "$OUT/group-mask.png" "$F2X" "$F2Y" "$F2W" "$F2H" 0 0.3 1
+    expect_ok "all: unmasked pixels identical" "$CMP" untouched "$IN/2008_002506.png" \
+        "$OUT/group.png" "$OUT/group-mask.png" --expect-change
+    expect_ok "apply --face 2" "$DIAT" apply -q -m "$TINT" -p 0.5 --face 2 \
+        --mask "$OUT/face2-mask.png" "$IN/2008_002506.png" "$OUT/face2.png"
+    expect_ok "--face 2: that face edited" "$CMP" coverage "$OUT/face2-mask.png" "$F2X" "$F2Y" "$F2W" \
+        "$F2H" 0 0.3 1
+    expect_ok "--face 2: face 1 untouched" "$CMP" coverage "$OUT/face2-mask.png" "$F1X" "$F1Y" "$F1W" \
+        "$F1H" 0 0 1
+    expect_output "--face 2: face 1 untouched" '^inside=0\.0000 '
+    expect_error "--face beyond the faces found" 1 "only 2 faces" "$DIAT" apply -m "$TINT" \
+        --face 3 "$IN/2008_002506.png" "$OUT/x.png"
+
+    # --box: landmarks inside it; --no-align: its square as it is.
+    expect_ok "apply --box aligns" "$DIAT" apply -q -m "$TINT" -p 0.5 --box $ASTRO_BOX \
+        --mask "$OUT/box-aligned-mask.png" "$IN/astronaut.png" "$OUT/box-aligned.png"
+    expect_ok "apply --box --no-align" "$DIAT" apply -q -m "$TINT" -p 0.5 --box $ASTRO_BOX \
+        --no-align --mask "$OUT/box-square-mask.png" "$IN/astronaut.png" "$OUT/box-square.png"
+    # The square of side 120 centred on the box: x 65..185, y 30..150.
+    expect_ok "--no-align: mask inside the box's square" "$CMP" coverage \
+        "$OUT/box-square-mask.png" 65 30 120 120 0 0.3 0
+    if cmp -s "$OUT/box-aligned-mask.png" "$OUT/box-square-mask.png"; then
+        fail "--box aligns (differs from the square)"
+    else
+        pass "--box aligns (differs from the square)"
+    fi
+
+    # No face: a clear error, nothing written.
+    expect_error "apply: no face" 1 "no face found" "$DIAT" apply -m "$TINT" \
+        "$IN/interlaced.png" "$OUT/noface.png"
+    if [ -e "$OUT/noface.png" ]; then fail "no face: nothing written"; else pass "no face: nothing written"; fi
+else
+    echo "skip faces: no face models in '$MODELS' (DIAT_SOURCE_ROOT)"
+fi
 
 # ---- inputs never modified ----
 if (cd "$IN" && sha256sum --quiet -c "$WORK/inputs.sha256") >"$WORK/stdout" 2>"$WORK/stderr"; then

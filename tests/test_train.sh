@@ -84,7 +84,7 @@ if grep -q "attribute: Eyeglasses" "$WORK/stdout" && grep -q "direction: remove"
     grep -q "training_iterations: 200" "$WORK/stdout" && grep -q "default_ratio: 0.120" "$WORK/stdout" &&
     grep -qi "non-commercial" "$WORK/stdout"; then
     pass "export metadata"; else fail "export metadata"; fi
-expect_ok "diat apply uses the export" "$DIAT" apply -q -m "$WORK/model.safetensors" \
+expect_ok "diat apply uses the export" "$DIAT" apply -q --whole -m "$WORK/model.safetensors" \
     "$RED_SQUARE" "$WORK/applied.png"
 
 # ---- resume continues exactly: 6+6 steps equal 12 straight ----
@@ -103,7 +103,11 @@ if [ $rc -eq 0 ] && [ -s "$WORK/budget/checkpoint.safetensors" ]; then pass "--m
 else fail "--max-time stops cleanly (exit $rc)"; fi
 "$TRAIN" "${FAST[@]}" --run-dir "$WORK/sigint" --steps 100000 >/dev/null 2>"$WORK/stderr" &
 pid=$!
-sleep 3
+# Interrupt mid-training, not during start-up: wait for the first logged step.
+for _ in $(seq 600); do
+    [ -s "$WORK/sigint/log.csv" ] && [ "$(wc -l <"$WORK/sigint/log.csv")" -ge 3 ] && break
+    sleep 0.1
+done
 kill -INT $pid
 wait $pid
 rc=$?

@@ -11,6 +11,7 @@
  */
 #include "dataset.h"
 
+#include "align.h"
 #include "dataset-internal.h"
 #include "diat-train.h"
 #include "image-io.h"
@@ -34,6 +35,8 @@
  * 1e-64; with nearly all of them bad the user learns it within one batch. */
 #define MAX_TRIES 64
 #define MAX_BATCH 65536
+/* Smallest face an aligned folder image may have: as for the engine's edits. */
+#define MIN_ALIGNED_FACE 16
 /* "DIATDS" and a layout version, so foreign words are refused. */
 #define POSITION_TAG 0x4449415444530001ull
 
@@ -46,6 +49,10 @@ typedef struct stream {
     dataset_list list;
     atomic_uchar *bad; /* per image: 1 once it failed to load (never retried) */
     atomic_size_t bad_count;
+    /* Aligned folders: per image, its face's transform once found (guarded
+     * by the dataset's align_lock), so each image meets the detector once. */
+    diat_face_transform *aligned;
+    unsigned char *aligned_known;
 } stream;
 
 /* One prepared batch in the queue. Batch k lives in slot k % queue_len. */
@@ -79,6 +86,13 @@ struct diat_dataset {
     void *warn_user;
     pthread_mutex_t warn_lock;
     atomic_size_t skipped;
+    /* Folder pairs aligned by the face finder (NULL: centred squares). The
+     * finder's networks keep state between calls, so one finder serves all
+     * threads under align_lock; the transform cache makes that cost once
+     * per image, not per epoch. */
+    diat_context *align_ctx;
+    diat_face_finder *finder;
+    pthread_mutex_t align_lock;
 
     /* Everything below is guarded by `lock`. */
     pthread_mutex_t lock;
@@ -161,6 +175,21 @@ static size_t image_at(worker *w, int s, uint64_t seed, uint64_t pos)
 
 /* ---- one face ---------------------------------------------------------- */
 
+/* Flip if asked and move to [-1, 1]. */
+static void finish_face(float *out, int flip)
+{
+    for (size_t r = 0; r < (size_t)3 * FACE; r++) {
+        float *row = out + r * FACE;
+        if (flip)
+            for (int x = 0; x < FACE / 2; x++) {
+                float t = row[x];
+                row[x] = row[FACE - 1 - x];
+                row[FACE - 1 - x] = t;
+            }
+        for (int x = 0; x < FACE; x++) row[x] = row[x] * 2.0f - 1.0f;
+    }
+}
+
 diat_status diat_dataset_load_face(const char *path, int celeba_geometry, int flip, float *out,
                                    diat_error *err)
 {
@@ -194,17 +223,59 @@ diat_status diat_dataset_load_face(const char *path, int celeba_geometry, int fl
     st = diat_crop_face(&img.image, x0, y0, side, out, err);
     imgio_free(&img);
     if (st != DIAT_OK) return st;
-    for (size_t r = 0; r < (size_t)3 * FACE; r++) {
-        float *row = out + r * FACE;
-        if (flip)
-            for (int x = 0; x < FACE / 2; x++) {
-                float t = row[x];
-                row[x] = row[FACE - 1 - x];
-                row[FACE - 1 - x] = t;
-            }
-        for (int x = 0; x < FACE; x++) row[x] = row[x] * 2.0f - 1.0f;
-    }
+    finish_face(out, flip);
     return DIAT_OK;
+}
+
+/* Image `index` of stream `s` aligned by its largest face (engine/align.c,
+ * as `diat apply` aligns). */
+static diat_status load_aligned_face(diat_dataset *d, int s, size_t index, int flip, float *out,
+                                     diat_error *err)
+{
+    stream *str = &d->streams[s];
+    const char *path = str->list.paths[index];
+    imgio_image img;
+    diat_status st = imgio_load(path, &img, err);
+    if (st != DIAT_OK) return st;
+    diat_face_transform t;
+    pthread_mutex_lock(&d->align_lock);
+    if (str->aligned_known[index]) {
+        t = str->aligned[index];
+    } else {
+        diat_face *faces = NULL;
+        size_t count = 0;
+        st = diat_find_faces(d->finder, &img.image, NULL, &faces, &count, err);
+        if (st == DIAT_OK && count == 0)
+            st = diat_set_error(err, DIAT_ERR_FORMAT, "No face found in '%s'.", path);
+        /* The largest face (the list is sorted by size). */
+        if (st == DIAT_OK)
+            st = diat_align_transform(&faces[0], img.image.width, img.image.height,
+                                      MIN_ALIGNED_FACE, &t, err);
+        if (st == DIAT_ERR_ARGUMENT && err) { /* a face too small to use, say: name the file */
+            diat_error why = *err;
+            st = diat_set_error(err, DIAT_ERR_FORMAT, "'%s': %s", path, why.message);
+        }
+        if (st == DIAT_OK) {
+            str->aligned[index] = t;
+            str->aligned_known[index] = 1;
+        }
+        diat_faces_free(faces);
+    }
+    pthread_mutex_unlock(&d->align_lock);
+    if (st == DIAT_OK) st = diat_warp_face(&img.image, &t, out, err);
+    imgio_free(&img);
+    if (st != DIAT_OK) return st;
+    finish_face(out, flip);
+    return DIAT_OK;
+}
+
+/* Image `index` of stream `s` as the dataset prepares it. */
+static diat_status load_stream_face(diat_dataset *d, int s, size_t index, int flip, float *out,
+                                    diat_error *err)
+{
+    if (d->finder) return load_aligned_face(d, s, index, flip, out, err);
+    return diat_dataset_load_face(d->streams[s].list.paths[index], d->celeba_geometry, flip, out,
+                                  err);
 }
 
 /* Record image `index` of stream `s` as unreadable; warns once per image. */
@@ -215,7 +286,8 @@ static void mark_bad(diat_dataset *d, int s, size_t index, const diat_error *why
     atomic_fetch_add(&st->bad_count, 1);
     size_t total = atomic_fetch_add(&d->skipped, 1) + 1;
     char message[700];
-    snprintf(message, sizeof message, "Skipping an unreadable image (%zu so far): %s", total,
+    /* "unusable": unreadable, or (aligned folders) without a face */
+    snprintf(message, sizeof message, "Skipping an unusable image (%zu so far): %s", total,
              why->message);
     pthread_mutex_lock(&d->warn_lock);
     if (d->warn)
@@ -248,9 +320,7 @@ static diat_status fill_face(worker *w, int s, uint64_t seed, uint64_t batch, ui
         if (attempt) index = (size_t)(mix64(standin + (uint64_t)attempt) % n);
         if (atomic_load(&st->bad[index])) continue;
         diat_error e;
-        if (diat_dataset_load_face(st->list.paths[index], d->celeba_geometry, flip, out, &e) ==
-            DIAT_OK)
-            return DIAT_OK;
+        if (load_stream_face(d, s, index, flip, out, &e) == DIAT_OK) return DIAT_OK;
         mark_bad(d, s, index, &e);
         last = e;
         if (atomic_load(&st->bad_count) == n) break;
@@ -405,8 +475,8 @@ diat_status diat_dataset_fixed_sources(diat_dataset *d, int count, float *source
     for (size_t i = 0; filled < count && i < st->list.count; i++) {
         if (atomic_load(&st->bad[i])) continue;
         diat_error e;
-        if (diat_dataset_load_face(st->list.paths[i], d->celeba_geometry, 0,
-                                   sources + (size_t)filled * FACE_FLOATS, &e) == DIAT_OK)
+        if (load_stream_face(d, SOURCES, i, 0, sources + (size_t)filled * FACE_FLOATS, &e) ==
+            DIAT_OK)
             filled++;
         else
             mark_bad(d, SOURCES, i, &e);
@@ -557,7 +627,8 @@ static uint64_t fingerprint(const diat_dataset *d)
         }
         h = (h ^ 0xff) * 0x100000001b3ull;
     }
-    return h ^ (uint64_t)d->celeba_geometry;
+    /* Aligned crops are other data: a checkpoint made on squares is refused. */
+    return h ^ (uint64_t)d->celeba_geometry ^ (d->finder ? 0x616c69676e00ull : 0);
 }
 
 diat_status diat_dataset_open(const diat_dataset_options *o, diat_dataset **out, diat_error *err)
@@ -576,6 +647,11 @@ diat_status diat_dataset_open(const diat_dataset_options *o, diat_dataset **out,
     if (o->batch < 1 || o->batch > MAX_BATCH)
         return diat_set_error(err, DIAT_ERR_ARGUMENT, "The batch size %d is not in 1..%d.",
                               o->batch, MAX_BATCH);
+    if ((o->detector_path || o->landmarks_path) &&
+        (o->celeba_root || !o->detector_path || !o->landmarks_path))
+        return diat_set_error(err, DIAT_ERR_ARGUMENT,
+                              "Aligning by the face detector needs both its model files and "
+                              "applies to folder pairs (CelebA's faces are aligned already).");
     if (o->threads < 1 || o->threads > 256)
         return diat_set_error(err, DIAT_ERR_ARGUMENT,
                               "The decoding thread count %d is not in "
@@ -586,6 +662,7 @@ diat_status diat_dataset_open(const diat_dataset_options *o, diat_dataset **out,
     if (!d) return diat_set_error(err, DIAT_ERR_MEMORY, "Out of memory opening the data set.");
     pthread_mutex_init(&d->lock, NULL);
     pthread_mutex_init(&d->warn_lock, NULL);
+    pthread_mutex_init(&d->align_lock, NULL);
     pthread_cond_init(&d->changed, NULL);
     atomic_init(&d->skipped, 0);
     d->batch = o->batch;
@@ -622,7 +699,20 @@ diat_status diat_dataset_open(const diat_dataset_options *o, diat_dataset **out,
             break;
         }
         for (size_t i = 0; i < str->list.count; i++) atomic_init(&str->bad[i], 0);
+        if (o->detector_path) {
+            str->aligned = malloc(str->list.count * sizeof *str->aligned);
+            str->aligned_known = calloc(str->list.count, 1);
+            if (!str->aligned || !str->aligned_known) {
+                st = diat_set_error(err, DIAT_ERR_MEMORY, "Out of memory for the image lists.");
+                break;
+            }
+        }
     }
+    /* One thread: the decoding threads already run side by side. */
+    if (st == DIAT_OK && o->detector_path &&
+        (st = diat_context_new(DIAT_BACKEND_CPU, 1, &d->align_ctx, err)) == DIAT_OK)
+        st = diat_face_finder_load(d->align_ctx, o->detector_path, o->landmarks_path, &d->finder,
+                                   err);
     if (st == DIAT_OK) {
         d->slots = calloc((size_t)d->queue_len, sizeof *d->slots);
         d->workers = calloc((size_t)d->threads, sizeof *d->workers);
@@ -740,9 +830,14 @@ void diat_dataset_close(diat_dataset *d)
     for (int s = 0; s < 2; s++) {
         dataset_list_free(&d->streams[s].list);
         free(d->streams[s].bad);
+        free(d->streams[s].aligned);
+        free(d->streams[s].aligned_known);
     }
+    diat_face_finder_free(d->finder);
+    diat_context_free(d->align_ctx);
     pthread_cond_destroy(&d->changed);
     pthread_mutex_destroy(&d->lock);
     pthread_mutex_destroy(&d->warn_lock);
+    pthread_mutex_destroy(&d->align_lock);
     free(d);
 }

@@ -8,7 +8,8 @@
  *    aligned originals are cropped to 178x178 from row 20 and resized to 128
  *    with an area (anti-aliased) filter; square images are only resized.
  *  - A plain pair of folders of face crops (PNG/JPEG, any size): the centred
- *    square of each image, resized to 128.
+ *    square of each image, resized to 128; or, with a face detector, any
+ *    photos, each aligned by its largest face (see detector_path).
  *
  * Batches are decoded by background threads into a bounded queue. The
  * content of batch k is a pure function of (seed, k, the file lists): the
@@ -58,6 +59,12 @@ typedef struct diat_dataset_options {
     int threads;               /* decoding threads, >= 1 */
     diat_dataset_warn_fn warn; /* NULL: warnings go to stderr */
     void *warn_user;
+    /* Folder pairs only: the face detector and landmark model files. When
+     * both are set, each image is aligned to the CelebA-128 template by its
+     * largest face, with the engine's alignment (the same as `diat apply`);
+     * an image without a face is skipped like an unreadable one (warned
+     * once, counted). NULL: the centred square, as above. */
+    const char *detector_path, *landmarks_path;
 } diat_dataset_options;
 
 typedef struct diat_dataset diat_dataset;

@@ -117,6 +117,14 @@ int main(int argc, char **argv)
     }
     if (make_dir(samples_dir)) return 1;
 
+    /* Installed before the (slow) start-up, so an early Ctrl-C still ends
+     * with a checkpoint after the first step rather than killing the run. */
+    struct sigaction action;
+    memset(&action, 0, sizeof action);
+    action.sa_handler = on_signal;
+    sigaction(SIGINT, &action, NULL);
+    sigaction(SIGTERM, &action, NULL);
+
     trainer tr;
     diat_error err = {0};
     if (opt.export_path && file_exists(checkpoint) &&
@@ -145,11 +153,6 @@ int main(int argc, char **argv)
                 diat_context_backend_name(tr.ctx), diat_context_threads(tr.ctx),
                 diat_blas_description());
 
-    struct sigaction action;
-    memset(&action, 0, sizeof action);
-    action.sa_handler = on_signal;
-    sigaction(SIGINT, &action, NULL);
-    sigaction(SIGTERM, &action, NULL);
 
     const double start = now_seconds();
     const long first_step = tr.step;

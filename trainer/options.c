@@ -45,6 +45,8 @@ static void set_defaults(train_options *o)
     o->checkpoint_every = 500;
     o->sample_every = 250;
     o->face_recognition_path = "models/face-recognition-resnet29.safetensors";
+    o->face_detector_path = "models/face-detector-tiny.safetensors";
+    o->face_landmarks_path = "models/face-landmarks-68.safetensors";
     o->backend = "auto";
 }
 
@@ -64,6 +66,12 @@ static void usage(FILE *out)
             "                         (default add)\n"
             "  --source-dir DIR       instead of CelebA: faces without the attribute ...\n"
             "  --target-dir DIR       ... and faces with it (square crops)\n"
+            "  --align-faces          folders hold any photos: align each by its largest\n"
+            "                         face (as `diat apply` does); faceless ones are skipped\n"
+            "  --face-detector FILE   for --align-faces (default\n"
+            "                         models/face-detector-tiny.safetensors)\n"
+            "  --face-landmarks FILE  for --align-faces (default\n"
+            "                         models/face-landmarks-68.safetensors)\n"
             "  --no-flip              no random horizontal flips\n"
             "Networks:\n"
             "  --width N              T width (default 24: F16 model < 10 MB)\n"
@@ -114,6 +122,9 @@ enum {
     OPT_DIRECTION,
     OPT_SOURCE_DIR,
     OPT_TARGET_DIR,
+    OPT_ALIGN_FACES,
+    OPT_FACE_DETECTOR,
+    OPT_FACE_LANDMARKS,
     OPT_NO_FLIP,
     OPT_WIDTH,
     OPT_MASK_WIDTH,
@@ -200,6 +211,11 @@ static int check_consistency(train_options *o)
         fprintf(stderr, "diat-train: error: use either --celeba or --source-dir/--target-dir\n");
         return -1;
     }
+    if (o->align_faces && !folders) {
+        fprintf(stderr, "diat-train: error: --align-faces applies to --source-dir/--target-dir "
+                        "(CelebA's faces are aligned already)\n");
+        return -1;
+    }
     if (!folders && !o->celeba_root) {
         fprintf(stderr, "diat-train: error: no data: give --celeba DIR or --source-dir and "
                         "--target-dir\n");
@@ -246,6 +262,9 @@ int train_options_parse(int argc, char **argv, train_options *o)
         {"direction", 1, 0, OPT_DIRECTION},
         {"source-dir", 1, 0, OPT_SOURCE_DIR},
         {"target-dir", 1, 0, OPT_TARGET_DIR},
+        {"align-faces", 0, 0, OPT_ALIGN_FACES},
+        {"face-detector", 1, 0, OPT_FACE_DETECTOR},
+        {"face-landmarks", 1, 0, OPT_FACE_LANDMARKS},
         {"no-flip", 0, 0, OPT_NO_FLIP},
         {"width", 1, 0, OPT_WIDTH},
         {"mask-width", 1, 0, OPT_MASK_WIDTH},
@@ -305,6 +324,9 @@ int train_options_parse(int argc, char **argv, train_options *o)
             break;
         case OPT_SOURCE_DIR: o->source_dir = optarg; break;
         case OPT_TARGET_DIR: o->target_dir = optarg; break;
+        case OPT_ALIGN_FACES: o->align_faces = 1; break;
+        case OPT_FACE_DETECTOR: o->face_detector_path = optarg; break;
+        case OPT_FACE_LANDMARKS: o->face_landmarks_path = optarg; break;
         case OPT_NO_FLIP: o->flip = 0; break;
         case OPT_WIDTH: bad = parse_int(optarg, "--width", 1, 256, &o->width); break;
         case OPT_MASK_WIDTH: bad = parse_int(optarg, "--mask-width", 1, 256, &o->mask_width); break;

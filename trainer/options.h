@@ -15,6 +15,8 @@ typedef struct train_options {
     train_mode mode;
     /* data */
     const char *celeba_root, *attribute, *source_dir, *target_dir;
+    int align_faces; /* folder pairs: align each image by its largest face */
+    const char *face_detector_path, *face_landmarks_path;
     int add; /* direction: 1 add the attribute, 0 remove it */
     int flip;
     /* networks */

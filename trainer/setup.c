@@ -50,6 +50,10 @@ static diat_status open_data(trainer *tr, diat_error *err)
     d.add = o->add;
     d.source_dir = o->source_dir;
     d.target_dir = o->target_dir;
+    if (o->align_faces) {
+        d.detector_path = o->face_detector_path;
+        d.landmarks_path = o->face_landmarks_path;
+    }
     d.split = 0; /* the official train split */
     d.batch = o->batch;
     d.flip = o->flip;
