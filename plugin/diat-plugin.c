@@ -73,8 +73,8 @@ static GimpValueArray *run_attribute_transfer(GimpProcedure *procedure, GimpRunM
 static GimpProcedure *diat_plug_in_create_procedure(GimpPlugIn *plug_in, const gchar *name)
 {
     if (g_strcmp0(name, PLUG_IN_PROC) != 0) return NULL;
-    GimpProcedure *procedure = gimp_image_procedure_new(
-        plug_in, name, GIMP_PDB_PROC_TYPE_PLUGIN, run_attribute_transfer, NULL, NULL);
+    GimpProcedure *procedure = gimp_image_procedure_new(plug_in, name, GIMP_PDB_PROC_TYPE_PLUGIN,
+                                                        run_attribute_transfer, NULL, NULL);
     gimp_procedure_set_image_types(procedure, "RGB*, GRAY*");
     gimp_procedure_set_sensitivity_mask(procedure, GIMP_PROCEDURE_SENSITIVE_DRAWABLE);
     gimp_procedure_set_menu_label(procedure, _("_Attribute Transfer…"));
@@ -138,8 +138,8 @@ static gboolean apply_edit(GimpImage *image, GimpDrawable *drawable,
     face_edit_request request;
     char *model_path = NULL, *detector_path = NULL, *landmarks_path = NULL;
     float *mask = NULL, *scratch = NULL;
-    gboolean ok = build_request(settings, dirs, selection, &request, &model_path,
-                                &detector_path, &landmarks_path, error);
+    gboolean ok = build_request(settings, dirs, selection, &request, &model_path, &detector_path,
+                                &landmarks_path, error);
     if (ok && !face_edit_matches(*prepared, &request)) {
         g_clear_pointer(prepared, face_edit_free);
         const char *stage = NULL;
@@ -172,9 +172,9 @@ static gboolean apply_edit(GimpImage *image, GimpDrawable *drawable,
         } else {
             diat_model *model = (*prepared)->model;
             const char *label = diat_model_metadata(model, "label");
-            char *name = g_strdup_printf(
-                _("%s (attribute transfer)"),
-                label && *label ? g_dgettext(GETTEXT_PACKAGE, label) : _("Attribute transfer"));
+            char *name = g_strdup_printf(_("%s (attribute transfer)"),
+                                         label && *label ? g_dgettext(GETTEXT_PACKAGE, label)
+                                                         : _("Attribute transfer"));
             write_new_layer(image, drawable, pixels, mask, &bounds, name);
             g_free(name);
         }

@@ -136,9 +136,8 @@ GimpLayer *write_new_layer(GimpImage *image, GimpDrawable *drawable, const layer
     int off_x = 0, off_y = 0;
     gimp_drawable_get_offsets(drawable, &off_x, &off_y);
     GimpLayer *parent = GIMP_LAYER(gimp_item_get_parent(GIMP_ITEM(drawable)));
-    const int position = GIMP_IS_LAYER(drawable)
-                             ? gimp_image_get_item_position(image, GIMP_ITEM(drawable))
-                             : 0;
+    const int position =
+        GIMP_IS_LAYER(drawable) ? gimp_image_get_item_position(image, GIMP_ITEM(drawable)) : 0;
     gimp_image_insert_layer(image, layer, parent, position);
     gimp_layer_set_offsets(layer, off_x, off_y);
     /* A copied layer mask would hide the edit where the source was masked. */
@@ -190,12 +189,12 @@ GimpLayer *write_new_layer(GimpImage *image, GimpDrawable *drawable, const layer
     /* "Y float" is linear: GIMP reads masks back as linear coverage when it
      * composites, whatever TRC the mask is stored in. */
     GeglBuffer *mask_buffer = gimp_drawable_get_buffer(GIMP_DRAWABLE(layer_mask));
-    gegl_buffer_set(mask_buffer, GEGL_RECTANGLE(bounds->x, bounds->y, bounds->width, bounds->height),
-                    0, babl_format("Y float"), mask_rect, GEGL_AUTO_ROWSTRIDE);
+    gegl_buffer_set(mask_buffer,
+                    GEGL_RECTANGLE(bounds->x, bounds->y, bounds->width, bounds->height), 0,
+                    babl_format("Y float"), mask_rect, GEGL_AUTO_ROWSTRIDE);
     g_object_unref(mask_buffer);
     g_free(mask_rect);
-    gimp_drawable_update(GIMP_DRAWABLE(layer), bounds->x, bounds->y, bounds->width,
-                         bounds->height);
+    gimp_drawable_update(GIMP_DRAWABLE(layer), bounds->x, bounds->y, bounds->width, bounds->height);
     gimp_drawable_update(GIMP_DRAWABLE(layer_mask), bounds->x, bounds->y, bounds->width,
                          bounds->height);
     return layer;

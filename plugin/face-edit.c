@@ -6,7 +6,7 @@
 #include <glib/gi18n-lib.h>
 #include <string.h>
 
-G_DEFINE_QUARK(diat-plugin-error-quark, diat_plugin_error)
+G_DEFINE_QUARK(diat - plugin - error - quark, diat_plugin_error)
 
 void face_list_free(face_list *list)
 {
@@ -34,16 +34,14 @@ gboolean face_edit_matches(const face_edit *edit, const face_edit_request *reque
     if (request->choice == FACE_CHOICE_INDEX && edit->face_index != request->face_index)
         return FALSE;
     if ((request->region != NULL) != edit->has_region) return FALSE;
-    return !request->region ||
-           memcmp(&edit->region, request->region, sizeof edit->region) == 0;
+    return !request->region || memcmp(&edit->region, request->region, sizeof edit->region) == 0;
 }
 
 void face_edit_set_engine_error(GError **error, const diat_error *engine_error, int code,
                                 const char *prefix)
 {
     if (engine_error->code == DIAT_ERR_CANCELLED) {
-        g_set_error_literal(error, DIAT_PLUGIN_ERROR, DIAT_PLUGIN_ERROR_CANCELLED,
-                            _("Cancelled."));
+        g_set_error_literal(error, DIAT_PLUGIN_ERROR, DIAT_PLUGIN_ERROR_CANCELLED, _("Cancelled."));
         return;
     }
     /* The engine's own sentence names the file and the problem; it is
@@ -173,10 +171,10 @@ gboolean face_edit_prepare(const face_edit_request *request, const diat_image *p
     }
     /* Only "auto" and "selection" look inside the selection: "index" and
      * "all" number the faces of the whole layer. */
-    const diat_box *region = request->choice == FACE_CHOICE_AUTO ||
-                                     request->choice == FACE_CHOICE_SELECTION
-                                 ? request->region
-                                 : NULL;
+    const diat_box *region =
+        request->choice == FACE_CHOICE_AUTO || request->choice == FACE_CHOICE_SELECTION
+            ? request->region
+            : NULL;
     if (!faces->searched || !same_region(faces, region)) {
         if (progress) progress(progress_user, 0.0, _("Looking for faces"));
         if (!find_faces(request, photo, region, faces, error)) return FALSE;
@@ -194,8 +192,7 @@ gboolean face_edit_prepare(const face_edit_request *request, const diat_image *p
             return FALSE;
         }
         break;
-    case FACE_CHOICE_SELECTION:
-        break; /* no face seen: the selection's square is edited below */
+    case FACE_CHOICE_SELECTION: break; /* no face seen: the selection's square is edited below */
     case FACE_CHOICE_INDEX:
         if (request->face_index < 1 || (size_t)request->face_index > faces->count) {
             if (faces->count == 0)
@@ -238,7 +235,9 @@ gboolean face_edit_prepare(const face_edit_request *request, const diat_image *p
     size_t n_edits = n_chosen ? n_chosen : 1;
     edit->edits = g_new0(diat_edit *, n_edits);
     for (size_t i = 0; i < n_edits; i++) {
-        progress_relay relay = {progress, progress_user, cancellable,
+        progress_relay relay = {progress,
+                                progress_user,
+                                cancellable,
                                 0.5 + 0.5 * (double)i / (double)n_edits,
                                 0.5 + 0.5 * (double)(i + 1) / (double)n_edits,
                                 _("Running the networks")};

@@ -40,12 +40,12 @@ void face_list_free(face_list *list);
 
 /* What to do. */
 typedef struct face_edit_request {
-    const char *model_path; /* resolved file (model_catalog_resolve) */
+    const char *model_path;                     /* resolved file (model_catalog_resolve) */
     const char *detector_path, *landmarks_path; /* the face finder's files */
     diat_backend_kind backend;
     face_choice choice;
-    int face_index;          /* 1-based, for FACE_CHOICE_INDEX */
-    const diat_box *region;  /* the selection's bounds in photo pixels, or NULL */
+    int face_index;         /* 1-based, for FACE_CHOICE_INDEX */
+    const diat_box *region; /* the selection's bounds in photo pixels, or NULL */
 } face_edit_request;
 
 /* The cached networks' outputs for the chosen faces. Rendering uses the

@@ -43,8 +43,7 @@ const char *model_entry_label(const model_entry *entry)
 {
     /* Labels are English in the file; their translations are in our
      * catalogue (plugin/model-labels.c lists the known ones). */
-    return entry->label && *entry->label ? g_dgettext(GETTEXT_PACKAGE, entry->label)
-                                         : entry->name;
+    return entry->label && *entry->label ? g_dgettext(GETTEXT_PACKAGE, entry->label) : entry->name;
 }
 
 static gint by_label(gconstpointer a, gconstpointer b)
@@ -152,8 +151,8 @@ char *model_catalog_resolve(char *const *dirs, const char *name_or_path, GError 
             return NULL;
         }
     }
-    char *file_name =
-        g_str_has_suffix(name, MODEL_SUFFIX) ? g_strdup(name) : g_strconcat(name, MODEL_SUFFIX, NULL);
+    char *file_name = g_str_has_suffix(name, MODEL_SUFFIX) ? g_strdup(name)
+                                                           : g_strconcat(name, MODEL_SUFFIX, NULL);
     for (char *const *dir = dirs; dir && *dir; dir++) {
         char *path = g_build_filename(*dir, file_name, NULL);
         if (g_file_test(path, G_FILE_TEST_IS_REGULAR)) {

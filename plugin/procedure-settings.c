@@ -19,7 +19,7 @@ void procedure_settings_add_arguments(GimpProcedure *procedure)
           "the mask ratio p."),
         TRUE, G_PARAM_READWRITE);
     gimp_procedure_add_double_argument(
-        procedure, ARG_RATIO, _("Mask _ratio p"),
+        procedure, ARG_RATIO, _("Mask ratio _p"),
         _("The fraction of the face square the edit may change (the paper's p): small for "
           "eyeglasses or the mouth, large for age or gender. Used when the model's default "
           "is off."),
@@ -33,14 +33,14 @@ void procedure_settings_add_arguments(GimpProcedure *procedure)
             _("The face inside the selection; if the detector sees none there, the "
               "selection's square is taken as the face."),
             "index", FACE_CHOICE_INDEX, _("Face by number"),
-            _("The face numbered “face-index”, counting from the largest."), "all",
-            FACE_CHOICE_ALL, _("All faces"), _("Every face found in the layer."), NULL),
+            _("The face numbered “face-index”, counting from the largest."), "all", FACE_CHOICE_ALL,
+            _("All faces"), _("Every face found in the layer."), NULL),
         "auto", G_PARAM_READWRITE);
     gimp_procedure_add_int_argument(procedure, ARG_FACE_INDEX, _("Face _number"),
                                     _("With face “index”: which face, 1 being the largest."), 1,
                                     FACE_INDEX_MAX, 1, G_PARAM_READWRITE);
     gimp_procedure_add_choice_argument(
-        procedure, ARG_OUTPUT, _("_Output"), _("Where the result goes."),
+        procedure, ARG_OUTPUT, _("O_utput"), _("Where the result goes."),
         gimp_choice_new_with_values(
             "new-layer", OUTPUT_NEW_LAYER, _("New layer with mask"),
             _("A new layer above, whose layer mask holds the DIAT mask: paint it to refine "
@@ -49,20 +49,19 @@ void procedure_settings_add_arguments(GimpProcedure *procedure)
             _("Write the result into the layer itself."), NULL),
         "new-layer", G_PARAM_READWRITE);
     gimp_procedure_add_choice_argument(
-        procedure, ARG_BACKEND, _("_Backend"), _("Where the networks run."),
-        gimp_choice_new_with_values("auto", DIAT_BACKEND_AUTO, _("Automatic"),
-                                    _("CUDA when available, else the CPU."), "cpu",
-                                    DIAT_BACKEND_CPU, _("CPU"), _("The processor (OpenBLAS)."),
-                                    "cuda", DIAT_BACKEND_CUDA, _("CUDA"),
-                                    _("An NVIDIA graphics card."), NULL),
+        procedure, ARG_BACKEND, _("Back_end"), _("Where the networks run."),
+        gimp_choice_new_with_values(
+            "auto", DIAT_BACKEND_AUTO, _("Automatic"), _("CUDA when available, else the CPU."),
+            "cpu", DIAT_BACKEND_CPU, _("CPU"), _("The processor (OpenBLAS)."), "cuda",
+            DIAT_BACKEND_CUDA, _("CUDA"), _("An NVIDIA graphics card."), NULL),
         "auto", G_PARAM_READWRITE);
     gimp_procedure_add_boolean_aux_argument(procedure, ARG_SHOW_MASK, _("Show _mask"),
                                             _("Tint the pixels the edit changes in the preview."),
                                             FALSE, G_PARAM_READWRITE);
     gimp_procedure_add_boolean_aux_argument(
         procedure, ARG_SPLIT_VIEW, _("_Before/after split"),
-        _("Show the original on the left half of the preview and the result on the right."),
-        FALSE, G_PARAM_READWRITE);
+        _("Show the original on the left half of the preview and the result on the right."), FALSE,
+        G_PARAM_READWRITE);
 }
 
 void procedure_settings_read(GimpProcedureConfig *config, procedure_settings *settings)

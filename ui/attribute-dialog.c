@@ -41,9 +41,9 @@ typedef struct attribute_dialog {
     const diat_box *selection;
     char **model_dirs;
     char *detector_path, *landmarks_path;
-    face_list *faces;  /* the procedure's cache */
-    face_edit *edit;   /* the edit shown, or NULL */
-    guint generation;  /* bumped by every new job */
+    face_list *faces; /* the procedure's cache */
+    face_edit *edit;  /* the edit shown, or NULL */
+    guint generation; /* bumped by every new job */
     GCancellable *cancellable;
     int pending_jobs;
     guint recompute_source;
@@ -142,8 +142,8 @@ static void draw_preview(GimpPreview *preview, attribute_dialog *d)
             }
             const gboolean show_before = x < split_x;
             const diat_image *image = show_before ? before : after;
-            const float *p =
-                image->pixels + (size_t)source_y[y] * image->stride + (size_t)source_x[x] * channels;
+            const float *p = image->pixels + (size_t)source_y[y] * image->stride +
+                             (size_t)source_x[x] * channels;
             float rgb[3] = {p[0], channels >= 3 ? p[1] : p[0], channels >= 3 ? p[2] : p[0]};
             if (show_mask && !show_before) {
                 const float m = d->mask[(size_t)source_y[y] * before->width + source_x[x]];
@@ -184,13 +184,13 @@ static void describe_result(attribute_dialog *d, float ratio)
     for (size_t i = 0; i < d->edit->n_edits; i++)
         coverage += diat_edit_mask_coverage(d->edit->edits[i], ratio);
     coverage /= (double)d->edit->n_edits;
-    char *faces = d->edit->used_selection_square
-                      ? g_strdup(_("No face seen in the selection; its square is edited."))
-                      : g_strdup_printf(ngettext("%zu face found.", "%zu faces found.",
-                                                 d->faces->count),
-                                        d->faces->count);
-    char *text = g_strdup_printf(_("%s The mask covers %.0f%% of the face."), faces,
-                                 100.0 * coverage);
+    char *faces =
+        d->edit->used_selection_square
+            ? g_strdup(_("No face seen in the selection; its square is edited."))
+            : g_strdup_printf(ngettext("%zu face found.", "%zu faces found.", d->faces->count),
+                              d->faces->count);
+    char *text =
+        g_strdup_printf(_("%s The mask covers %.0f%% of the face."), faces, 100.0 * coverage);
     set_status(d, FALSE, text);
     g_free(text);
     g_free(faces);
@@ -206,8 +206,8 @@ static void rerender(attribute_dialog *d)
         if (d->edit->n_edits > 1 && !d->scratch)
             d->scratch = g_try_new(float, (size_t)d->work.image.width * d->work.image.height);
         if (face_edit_render(d->edit, ratio, &d->work.image, d->mask, d->scratch, &error)) {
-            d->has_dirty = face_edit_mask_bounds(d->mask, d->work.image.width,
-                                                 d->work.image.height, &d->dirty);
+            d->has_dirty = face_edit_mask_bounds(d->mask, d->work.image.width, d->work.image.height,
+                                                 &d->dirty);
             describe_result(d, ratio);
         } else {
             set_status(d, FALSE, error->message);
@@ -245,12 +245,11 @@ static void fill_face_combo(attribute_dialog *d)
         g_free(text);
         gtk_combo_box_set_active(GTK_COMBO_BOX(combo), 0);
     } else {
-        gtk_combo_box_set_active(GTK_COMBO_BOX(combo),
-                                 CLAMP(face_index, 1, (int)count) - 1);
+        gtk_combo_box_set_active(GTK_COMBO_BOX(combo), CLAMP(face_index, 1, (int)count) - 1);
     }
     d->syncing_widgets = FALSE;
-    const gboolean by_number = gimp_procedure_config_get_choice_id(d->config, ARG_FACE) ==
-                               FACE_CHOICE_INDEX;
+    const gboolean by_number =
+        gimp_procedure_config_get_choice_id(d->config, ARG_FACE) == FACE_CHOICE_INDEX;
     gtk_widget_set_sensitive(d->face_combo, by_number && count > 1);
 }
 
@@ -258,7 +257,8 @@ static void face_combo_changed(GtkComboBox *combo, attribute_dialog *d)
 {
     if (d->syncing_widgets) return;
     const int active = gtk_combo_box_get_active(combo);
-    if (active >= 0 && d->faces->count > 0) g_object_set(d->config, ARG_FACE_INDEX, active + 1, NULL);
+    if (active >= 0 && d->faces->count > 0)
+        g_object_set(d->config, ARG_FACE_INDEX, active + 1, NULL);
 }
 
 /* ---- background preparation ------------------------------------------------- */
@@ -457,7 +457,6 @@ static GtkWidget *build_dialog(attribute_dialog *d, GimpProcedure *procedure,
     GimpProcedureDialog *dialog = GIMP_PROCEDURE_DIALOG(window);
 
     /* Right column: the settings. */
-    gimp_procedure_dialog_get_widget(dialog, ARG_OUTPUT, GIMP_TYPE_INT_RADIO_FRAME);
     GtkWidget *ratio = gimp_procedure_dialog_get_spin_scale(dialog, ARG_RATIO, 1.0);
     GtkWidget *controls =
         gimp_procedure_dialog_fill_box(dialog, "diat-controls", ARG_USE_MODEL_RATIO, ARG_RATIO,
@@ -496,16 +495,22 @@ static GtkWidget *build_dialog(attribute_dialog *d, GimpProcedure *procedure,
 
     /* Left column: the preview and its two view toggles. */
     d->preview = gimp_zoom_preview_new_from_drawable(drawable);
+    /* GIMP's previews default to 200 pixels; a face deserves more room. */
+    GtkCssProvider *css = gtk_css_provider_new();
+    gtk_css_provider_load_from_data(css, "* { -GimpPreview-size: 360; }", -1, NULL);
+    gtk_style_context_add_provider(gtk_widget_get_style_context(d->preview),
+                                   GTK_STYLE_PROVIDER(css),
+                                   GTK_STYLE_PROVIDER_PRIORITY_APPLICATION);
+    g_object_unref(css);
     g_signal_connect(d->preview, "invalidated", G_CALLBACK(draw_preview), d);
-    GtkWidget *preview_column = gimp_procedure_dialog_fill_box(
-        dialog, "diat-preview-column", ARG_SHOW_MASK, ARG_SPLIT_VIEW, NULL);
+    GtkWidget *preview_column = gimp_procedure_dialog_fill_box(dialog, "diat-preview-column",
+                                                               ARG_SHOW_MASK, ARG_SPLIT_VIEW, NULL);
     gtk_box_pack_start(GTK_BOX(preview_column), d->preview, TRUE, TRUE, 0);
     gtk_box_reorder_child(GTK_BOX(preview_column), d->preview, 0);
     gtk_widget_show(d->preview);
 
-    GtkWidget *main_box = gimp_procedure_dialog_fill_box(dialog, "diat-main",
-                                                         "diat-preview-column", "diat-controls",
-                                                         NULL);
+    GtkWidget *main_box = gimp_procedure_dialog_fill_box(dialog, "diat-main", "diat-preview-column",
+                                                         "diat-controls", NULL);
     gtk_orientable_set_orientation(GTK_ORIENTABLE(main_box), GTK_ORIENTATION_HORIZONTAL);
     gtk_box_set_spacing(GTK_BOX(main_box), 12);
     gimp_procedure_dialog_fill(dialog, "diat-main", NULL);

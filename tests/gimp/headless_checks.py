@@ -140,6 +140,10 @@ def new_layer_mode():
     # What the user sees: the composite equals the original outside the mask.
     flat = image.duplicate()
     composite = pixels(flat.flatten(), "R'G'B' u8")
+    # Kept as the README's before/after example (made with the test fixture).
+    example = os.environ.get("DIAT_EXAMPLE_OUT")
+    if example:
+        Gimp.file_save(Gimp.RunMode.NONINTERACTIVE, flat, Gio.File.new_for_path(example), None)
     flat.delete()
     composite_changed = sum(1 for i, value in enumerate(coverage)
                             if value == 0 and composite[3 * i:3 * i + 3] != before[4 * i:4 * i + 3])

@@ -22,7 +22,7 @@ root=${DIAT_CHROOT:-/var/cache/diat-chroot/trixie}
 mirror=${DIAT_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 packages=(gimp libgimp-3.0-dev libgegl-dev libgtk-3-dev libopenblas-dev libjansson-dev libpng-dev
           libjpeg-dev libcairo2-dev meson ninja-build gcc pkg-config xvfb xauth xdotool imagemagick
-          gettext python3 python3-gi gir1.2-gimp-3.0)
+          gettext python3 python3-gi gir1.2-gimp-3.0 locales)
 # Only for legible Chinese in the zh_CN screenshot; its absence fails nothing.
 optional_packages=(fonts-wqy-microhei)
 build=build-gimp
@@ -101,6 +101,11 @@ if [ -n "$missing$missing_optional" ]; then
   in_chroot env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
     "${optional_packages[@]}" >/dev/null 2>&1 || echo "note: no CJK font; zh_CN text may not render"
 fi
+# The zh_CN run needs a real zh_CN locale: glibc ignores LANGUAGE under C.UTF-8.
+if ! in_chroot locale -a 2>/dev/null | grep -qi '^zh_CN\.utf-\?8$'; then
+  in_chroot localedef -i zh_CN -f UTF-8 zh_CN.UTF-8 >/dev/null 2>&1 ||
+    echo "note: could not generate the zh_CN.UTF-8 locale"
+fi
 step_time "packages" "$t"
 
 # ---- 3. build and install into a test profile --------------------------------------
@@ -108,16 +113,15 @@ t=$SECONDS
 profile=/src/$build/profile
 if in_chroot sh -c "cd /src && { [ -f $build/build.ninja ] || meson setup $build -Dtrainer=disabled \
        -Dfuzz=disabled -Dplugin=enabled -Dprefix=/src/$build/install \
-       -Dgimp-plugin-dir=$profile/plug-ins; } >/src/$build-setup.log 2>&1" &&
+       -Dgimp-plugin-dir=$profile/plug-ins; } >/tmp/diat-$build-setup.log 2>&1" &&
    in_chroot sh -c "cd /src && ninja -C $build >$build/ninja.log 2>&1 && \
        meson install -C $build --quiet >$build/install.log 2>&1"; then
   pass "build and install the plug-in in Debian 13 (GIMP $(in_chroot pkg-config --modversion gimp-3.0))"
 else
-  fail "build and install the plug-in" "see $repo/$build/ninja.log and $build-setup.log"
-  tail -20 "$repo/$build/ninja.log" "$repo/$build-setup.log" 2>/dev/null
+  fail "build and install the plug-in" "see $build/ninja.log and $root/tmp/diat-$build-setup.log"
+  tail -20 "$repo/$build/ninja.log" "$root/tmp/diat-$build-setup.log" 2>/dev/null
   summary; exit 1
 fi
-rm -f "$repo/$build-setup.log"
 warnings=$(grep -c 'warning:' "$repo/$build/ninja.log")
 [ "$warnings" -eq 0 ] && pass "build without compiler warnings" ||
   fail "build without compiler warnings" "$warnings warnings in $build/ninja.log"
@@ -155,7 +159,7 @@ gimp_env=(GIMP3_DIRECTORY=$profile HOME=/src/$build/home DIAT_SOURCE_ROOT=/src
           XDG_RUNTIME_DIR=/src/$build/home NO_AT_BRIDGE=1 GIO_USE_VFS=local)
 run_gimp() { # run_gimp RESULTS SCRIPT [ENV...]
   local results=$1 script=$2; shift 2
-  in_chroot "${gimp_env[@]}" DIAT_GIMP_RESULTS="$results" "$@" timeout 300 gimp-console-3.0 -i -n \
+  in_chroot "${gimp_env[@]}" DIAT_GIMP_RESULTS="$results" "$@" timeout 240 gimp-console-3.0 -i -n \
     --quit --batch-interpreter=python-fu-eval -b "exec(open('$script').read())"
 }
 collect() { # collect RESULTS_FILE_ON_HOST EXPECTED_COUNT WHAT
@@ -175,10 +179,17 @@ collect() { # collect RESULTS_FILE_ON_HOST EXPECTED_COUNT WHAT
 t=$SECONDS
 results=/src/$build/headless-results.txt
 rm -f "$repo/$build/headless-results.txt"
-run_gimp "$results" /src/tests/gimp/headless_checks.py >"$repo/$build/headless.log" 2>&1
+run_gimp "$results" /src/tests/gimp/headless_checks.py DIAT_EXAMPLE_OUT=/src/$build/example-after.png \
+  >"$repo/$build/headless.log" 2>&1
 status=$?
 [ $status -eq 0 ] || echo "  gimp-console exited with $status (log: $build/headless.log)"
 collect "$repo/$build/headless-results.txt" 16 "headless checks"
+# The README's before/after pair (the test fixture: identity plus a red tint).
+in_chroot convert \( /src/tests/data/photos/astronaut.png -gravity south -background white \
+  -splice 0x20 -pointsize 12 -annotate +0+3 'original' \) \( /src/$build/example-after.png \
+  -gravity south -background white -splice 0x20 -pointsize 12 \
+  -annotate +0+3 'TEST FIXTURE (red tint), not a model' \) +append \
+  /src/$build/before-after-fixture.png >/dev/null 2>&1
 step_time "headless checks" "$t"
 
 # ---- 6. the dialog under Xvfb --------------------------------------------------------
@@ -186,20 +197,24 @@ t=$SECONDS
 in_chroot sh -c 'Xvfb :77 -screen 0 1400x1000x24 -nolisten tcp >/dev/null 2>&1 & echo $!' \
   >"$repo/$build/xvfb.pid"
 xvfb_pid=$(cat "$repo/$build/xvfb.pid")
-sleep 2
+for second in $(seq 30); do  # until the server answers
+  in_chroot DISPLAY=:77 xdotool getdisplaygeometry >/dev/null 2>&1 && break
+  sleep 1
+done
 rm -rf "$repo/$build/profile/plug-in-settings"
 for language in en zh_CN; do
   if [ "$language" = en ]; then title="Attribute Transfer"; lang_env=(LANGUAGE=en); else
-    title="属性迁移"; lang_env=(LANGUAGE=zh_CN); fi
+    title="属性迁移"; lang_env=(LANG=zh_CN.UTF-8 LANGUAGE=zh_CN); fi
   results=/src/$build/dialog-$language-results.txt
   rm -f "$repo/$build/dialog-$language-results.txt"
   run_gimp "$results" /src/tests/gimp/dialog_checks.py DISPLAY=:77 DIAT_DIALOG_LANGUAGE=$language \
     "${lang_env[@]}" >"$repo/$build/dialog-$language.log" 2>&1 &
   gimp_pid=$!
+  # A dialog the driver could not find would wait for its timeout: end it.
   in_chroot DISPLAY=:77 "${lang_env[@]}" bash /src/tests/gimp/drive-dialog.sh "$title" \
-    "/src/$build/dialog-$language" "$results"
+    "/src/$build/dialog-$language" "$results" || pkill -P "$gimp_pid" 2>/dev/null
   wait $gimp_pid
-  collect "$repo/$build/dialog-$language-results.txt" 5 "dialog checks ($language)"
+  collect "$repo/$build/dialog-$language-results.txt" 4 "dialog checks ($language)"
 done
 # Settings persist: the OK of the first run saved p as raised by the keyboard.
 last=$(ls "$repo/$build/profile/plug-in-settings/"*diat-attribute-transfer* 2>/dev/null | head -1)

@@ -208,8 +208,8 @@ static void test_edit_photo(void)
     GError *error = NULL;
     face_edit_request request = request_for(&f, FACE_CHOICE_AUTO);
     progress_calls = 0;
-    gboolean ok = face_edit_prepare(&request, photo, &faces, count_progress, NULL, NULL, &edit,
-                                    &error);
+    gboolean ok =
+        face_edit_prepare(&request, photo, &faces, count_progress, NULL, NULL, &edit, &error);
     CHECK_MSG(ok, "%s", error ? error->message : "");
     CHECK(faces.searched && faces.count >= 1 && !faces.has_region);
     CHECK(progress_calls >= 3);
@@ -314,7 +314,7 @@ static void test_bad_inputs(void)
 
     /* No face: a smooth gradient. */
     const int side = 200;
-    float *plain = g_new(float, side * side * 3);
+    float *plain = g_new(float, side *side * 3);
     for (int i = 0; i < side * side; i++)
         for (int c = 0; c < 3; c++) plain[i * 3 + c] = 0.3f + 0.2f * (float)(i % side) / side;
     diat_image blank = {side, side, 3, (size_t)side * 3, plain};
