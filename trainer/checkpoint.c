@@ -186,7 +186,11 @@ diat_status checkpoint_read_settings(const char *path, train_options *o, diat_er
     const char *attribute = diat_safetensors_metadata(st, "opt.attribute");
     const char *ratio = diat_safetensors_metadata(st, "opt.ratio");
     if (!status) {
-        o->attribute = attribute ? strdup(attribute) : NULL;
+        o->attribute = NULL;
+        if (attribute) {
+            snprintf(o->attribute_storage, sizeof o->attribute_storage, "%s", attribute);
+            o->attribute = o->attribute_storage;
+        }
         o->ratio = ratio ? strtof(ratio, NULL) : o->ratio;
     }
     diat_safetensors_close(st);

@@ -41,6 +41,7 @@ typedef struct train_options {
     int threads;
     const char *backend;
     int quiet;
+    char attribute_storage[64]; /* holds `attribute` when read from a checkpoint */
 } train_options;
 
 /* Parse argv. Returns 0 to run, 1 when --help was printed, 2 on a usage

@@ -116,6 +116,7 @@ diat_status trainer_init(trainer *tr, const train_options *opt, diat_error *err)
 {
     memset(tr, 0, sizeof *tr);
     tr->opt = *opt;
+    if (opt->attribute == opt->attribute_storage) tr->opt.attribute = tr->opt.attribute_storage;
     tr->rng = opt->seed * 0x2545F4914F6CDD1Dull + 1;
     diat_backend_kind kind;
     if (diat_backend_kind_parse(opt->backend, &kind))
