@@ -371,6 +371,14 @@ void diat_net_init_weights(diat_net *net, uint64_t seed);
 /* Zero every gradient. */
 void diat_net_zero_grad(diat_net *net);
 
+/* Freeze (0) or unfreeze (1) a network's learned parameters: a frozen
+ * network's backward passes still give input gradients but compute no
+ * parameter gradients (e.g. DN and phi in training, D in the generator step). */
+void diat_net_set_trainable(diat_net *net, int trainable);
+
+/* The gradient buffer of `p` if it is being trained, else NULL. */
+diat_tensor *diat_param_grad(diat_param *p);
+
 /* Parameter by name, or NULL. */
 diat_param *diat_net_find(diat_net *net, const char *name);
 

@@ -246,6 +246,43 @@ static void test_denoiser_gradients(void)
     diat_denoiser_free(&dn);
 }
 
+/* A frozen network still passes input gradients but builds no parameter
+ * gradients (DN and phi in training, D in the generator step). */
+static void test_frozen_net_gives_input_gradient_only(void)
+{
+    diat_error err;
+    diat_denoiser dn;
+    diat_denoiser_init(&dn, ctx, 4, 3, &err);
+    diat_net_init_weights(&dn.net, 9);
+    diat_tensor x = {0}, dout = {0}, dx_trained = {0}, dx_frozen = {0};
+    diat_tensor_alloc(ctx, &x, 2, 3, 8, 8, &err);
+    diat_tensor_alloc(ctx, &dout, 2, 3, 8, 8, &err);
+    diat_tensor_alloc(ctx, &dx_trained, 2, 3, 8, 8, &err);
+    diat_tensor_alloc(ctx, &dx_frozen, 2, 3, 8, 8, &err);
+    fill_random(&x, 1.0f);
+    fill_random(&dout, 1.0f);
+    diat_tensor_zero(ctx, &dx_trained);
+    diat_tensor_zero(ctx, &dx_frozen);
+    diat_denoiser_forward(&dn, &x, &err);
+    diat_net_zero_grad(&dn.net);
+    diat_denoiser_backward(&dn, &dout, &dx_trained, &err);
+    diat_net_zero_grad(&dn.net);
+    diat_net_set_trainable(&dn.net, 0);
+    diat_denoiser_backward(&dn, &dout, &dx_frozen, &err);
+    int grads_zero = 1;
+    for (int i = 0; i < dn.net.param_count; i++)
+        for (size_t j = 0; j < diat_tensor_count(&dn.net.params[i].grad); j++)
+            grads_zero &= dn.net.params[i].grad.data[j] == 0.0f;
+    CHECK(grads_zero);
+    CHECK(memcmp(dx_trained.data, dx_frozen.data, diat_tensor_count(&x) * sizeof(float)) == 0);
+    diat_net_set_trainable(&dn.net, 1);
+    diat_denoiser_backward(&dn, &dout, NULL, &err);
+    CHECK(dn.net.params[0].grad.data[0] != 0.0f);
+    diat_tensor *all[] = {&x, &dout, &dx_trained, &dx_frozen};
+    for (size_t i = 0; i < 4; i++) diat_tensor_release(ctx, all[i]);
+    diat_denoiser_free(&dn);
+}
+
 static void test_default_model_size(void)
 {
     /* The budget: a shipped T+M model is at most 10 MB in F16. */
@@ -289,6 +326,7 @@ int main(void)
     RUN_TEST(test_mask_gradients);
     RUN_TEST(test_critic_gradients);
     RUN_TEST(test_denoiser_gradients);
+    RUN_TEST(test_frozen_net_gives_input_gradient_only);
     RUN_TEST(test_default_model_size);
     RUN_TEST(test_bad_shapes);
     diat_context_free(ctx);

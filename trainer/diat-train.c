@@ -153,7 +153,6 @@ int main(int argc, char **argv)
                 diat_context_backend_name(tr.ctx), diat_context_threads(tr.ctx),
                 diat_blas_description());
 
-
     const double start = now_seconds();
     const long first_step = tr.step;
     const char *reason = "finished";

@@ -166,6 +166,7 @@ diat_status trainer_init(trainer *tr, const train_options *opt, diat_error *err)
     if (opt->lambda_pr > 0.0f && !exporting) {
         if ((st = load_denoiser(tr, opt->denoiser_path, err))) return st;
         tr->have_denoiser = 1;
+        diat_net_set_trainable(&tr->denoiser.net, 0); /* pretrained, fixed */
     }
     diat_net *generator[] = {&tr->transform.net, &tr->mask.net};
     diat_net *critic[] = {&tr->critic.net};

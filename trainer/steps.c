@@ -204,7 +204,11 @@ static diat_status generator_step(trainer *tr, diat_error *err)
     diat_net_zero_grad(&tr->mask.net);
     diat_tensor_zero(ctx, &tr->dresult);
 
-    if ((st = perceptual_terms(tr, err))) return st;
+    /* D only passes gradients back to y here: its own are not used. */
+    diat_net_set_trainable(&tr->critic.net, 0);
+    st = perceptual_terms(tr, err);
+    diat_net_set_trainable(&tr->critic.net, 1);
+    if (st) return st;
     if (tr->have_identity && (st = identity_term(tr, err))) return st;
     if (tr->have_denoiser && (st = regularization_term(tr, err))) return st;
 

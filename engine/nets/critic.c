@@ -86,7 +86,8 @@ diat_status diat_critic_backward(diat_critic *d, const diat_tensor *dscore,
     }
     if (dscore)
         be->linear_backward(ctx, &d->feat[LAYERS - 1], &d->fc_weight->value, dscore,
-                            &d->grad_feat[LAYERS - 1], &d->fc_weight->grad, &d->fc_bias->grad);
+                            &d->grad_feat[LAYERS - 1], diat_param_grad(d->fc_weight),
+                            diat_param_grad(d->fc_bias));
     if (dfeat4) be->axpy(ctx, 1.0f, dfeat4->data, d->grad_feat[3].data, diat_tensor_count(dfeat4));
     if (dfeat5) be->axpy(ctx, 1.0f, dfeat5->data, d->grad_feat[4].data, diat_tensor_count(dfeat5));
     for (int i = LAYERS - 1; i >= 0; i--) {
@@ -184,7 +185,7 @@ diat_status diat_critic_input_gradient_backward(diat_critic *d, const diat_tenso
     diat_tensor below = *u; /* u_{i-1} */
     for (int i = 0; i < LAYERS; i++) {
         const diat_conv_layer *layer = &d->conv_layer[i];
-        diat_tensor *dweight = layer->weight->grad.data ? &layer->weight->grad : NULL;
+        diat_tensor *dweight = diat_param_grad(layer->weight);
         be->conv2d_backward(ctx, &below, &layer->weight->value, &d->gp_pre[i], layer->geometry,
                             NULL, dweight, NULL);
         /* dL/dp_i = W_i * u_{i-1}: no bias, no activation (written, not added). */
@@ -199,8 +200,8 @@ diat_status diat_critic_input_gradient_backward(diat_critic *d, const diat_tenso
                                 dpre.data, above.data, diat_tensor_count(&above));
         below = above;
     }
-    if (d->fc_weight->grad.data)
+    if (diat_param_grad(d->fc_weight))
         be->linear_backward(ctx, &below, &d->fc_weight->value, &d->gp_ones, NULL,
-                            &d->fc_weight->grad, NULL);
+                            diat_param_grad(d->fc_weight), NULL);
     return DIAT_OK;
 }

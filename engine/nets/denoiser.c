@@ -64,8 +64,7 @@ diat_status diat_denoiser_forward(diat_denoiser *dn, const diat_tensor *x, diat_
     diat_status st;
     for (int i = 0; i < dn->depth; i++) {
         diat_activation act = i < dn->depth - 1 ? DIAT_ACT_RELU : DIAT_ACT_IDENTITY;
-        if ((st = diat_conv_layer_forward(ctx, &dn->conv_layer[i], h, act, 0.0f, &dn->act[i],
-                                          err)))
+        if ((st = diat_conv_layer_forward(ctx, &dn->conv_layer[i], h, act, 0.0f, &dn->act[i], err)))
             return st;
         h = &dn->act[i];
     }

@@ -67,8 +67,8 @@ diat_status diat_conv_layer_add(diat_net *net, diat_conv_layer *layer, const cha
 
 diat_status diat_conv_apply(diat_context *ctx, diat_conv_geometry g, int out_channels,
                             const diat_tensor *weight, const diat_tensor *bias,
-                            const diat_tensor *x, diat_activation act, float slope,
-                            diat_tensor *y, diat_error *err)
+                            const diat_tensor *x, diat_activation act, float slope, diat_tensor *y,
+                            diat_error *err)
 {
     if (x->c != weight->c)
         return diat_set_error(err, DIAT_ERR_ARGUMENT,
@@ -93,9 +93,7 @@ void diat_conv_layer_backward(diat_context *ctx, const diat_conv_layer *layer, c
                               const diat_tensor *dy, diat_tensor *dx)
 {
     ctx->backend->conv2d_backward(ctx, x, &layer->weight->value, dy, layer->geometry, dx,
-                                  layer->weight->grad.data ? &layer->weight->grad : NULL,
-                                  layer->bias && layer->bias->grad.data ? &layer->bias->grad
-                                                                        : NULL);
+                                  diat_param_grad(layer->weight), diat_param_grad(layer->bias));
 }
 
 diat_status diat_batchnorm_layer_add(diat_net *net, diat_batchnorm_layer *layer, const char *prefix,
@@ -181,6 +179,17 @@ void diat_net_init_weights(diat_net *net, uint64_t seed)
         diat_tensor_upload(net->ctx, &p->value, host);
         free(host);
     }
+}
+
+void diat_net_set_trainable(diat_net *net, int trainable)
+{
+    for (int i = 0; i < net->param_count; i++)
+        if (net->params[i].grad.data) net->params[i].trainable = trainable;
+}
+
+diat_tensor *diat_param_grad(diat_param *p)
+{
+    return p && p->trainable && p->grad.data ? &p->grad : NULL;
 }
 
 void diat_net_zero_grad(diat_net *net)

@@ -77,10 +77,9 @@ static diat_status normalize(diat_mask *m, int i, diat_error *err)
         (st = diat_tensor_ensure(ctx, &m->save_mean[i], x->c, 1, 1, 1, err)) ||
         (st = diat_tensor_ensure(ctx, &m->save_invstd[i], x->c, 1, 1, 1, err)))
         return st;
-    ctx->backend->batchnorm_forward_train(ctx, x, &bn->gamma->value, &bn->beta->value,
-                                          DIAT_BN_EPS, DIAT_BN_MOMENTUM,
-                                          &bn->running_mean->value, &bn->running_var->value,
-                                          &m->save_mean[i], &m->save_invstd[i], y);
+    ctx->backend->batchnorm_forward_train(
+        ctx, x, &bn->gamma->value, &bn->beta->value, DIAT_BN_EPS, DIAT_BN_MOMENTUM,
+        &bn->running_mean->value, &bn->running_var->value, &m->save_mean[i], &m->save_invstd[i], y);
     return DIAT_OK;
 }
 
@@ -147,8 +146,8 @@ diat_status diat_mask_forward(diat_mask *m, const diat_tensor *x, diat_error *er
                                              m->norm[i].data, diat_tensor_count(&m->norm[i]));
         } else if ((st = fold_batchnorm(m, i, err)) ||
                    (st = diat_conv_apply(ctx, layer->geometry, layer->out, &m->folded_weight[i],
-                                         &m->folded_bias[i], h, activation_of(i), 0.0f,
-                                         &m->norm[i], err))) {
+                                         &m->folded_bias[i], h, activation_of(i), 0.0f, &m->norm[i],
+                                         err))) {
             return st;
         }
         h = &m->norm[i];
@@ -202,8 +201,8 @@ diat_status diat_mask_backward(diat_mask *m, const diat_tensor *dmask, const dia
                                 pre.data, diat_tensor_count(&pre));
         if ((st = diat_scratch_view(ctx, &m->grad_conv, &m->conv[i], &conv_grad, err))) return st;
         be->batchnorm_backward(ctx, &m->conv[i], &bn->gamma->value, &m->save_mean[i],
-                               &m->save_invstd[i], &pre, &conv_grad, &bn->gamma->grad,
-                               &bn->beta->grad);
+                               &m->save_invstd[i], &pre, &conv_grad, diat_param_grad(bn->gamma),
+                               diat_param_grad(bn->beta));
         const diat_tensor *below = i == 0 ? &m->input : &m->norm[i - 1];
         diat_tensor *below_grad = i == 0 ? dx : &m->grad_norm[i - 1];
         diat_conv_layer_backward(ctx, &m->conv_layer[i], below, &conv_grad, below_grad);

@@ -89,7 +89,8 @@ diat_status diat_transform_forward(diat_transform *t, const diat_tensor *x, diat
     for (int i = 0; i < LEVELS; i++) {
         diat_tensor *conv = &t->up_conv[i], *up = &t->up[i];
         if ((st = diat_conv_layer_forward(ctx, &t->up_layer[i], h, DIAT_ACT_IDENTITY, 0.0f, conv,
-                                          err))) return st;
+                                          err)))
+            return st;
         if ((st = diat_tensor_ensure(ctx, up, conv->n, conv->c / 4, conv->h * 2, conv->w * 2, err)))
             return st;
         be->depth_to_space_forward(ctx, conv, 2, up);
