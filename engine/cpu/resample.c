@@ -102,69 +102,22 @@ void diat_cpu_upsample_nearest_backward(diat_context *ctx, const diat_tensor *dy
     }
 }
 
-/* ---- bilinear upsampling, PyTorch align_corners=False --------------------
- * Output index o reads source coordinate (o + 0.5) / f - 0.5, clamped at 0
- * from below; the upper neighbour is clamped to the last index. */
-
-typedef struct lerp_tap {
-    int lo, hi;
-    float w_lo, w_hi;
-} lerp_tap;
-
-static lerp_tap lerp_tap_of(int out_index, int f, int in_len)
-{
-    float src = ((float)out_index + 0.5f) / (float)f - 0.5f;
-    if (src < 0.0f) src = 0.0f;
-    lerp_tap t;
-    t.lo = (int)src;
-    t.hi = t.lo < in_len - 1 ? t.lo + 1 : t.lo;
-    t.w_hi = src - (float)t.lo;
-    t.w_lo = 1.0f - t.w_hi;
-    return t;
-}
+/* ---- bilinear upsampling by f ---------------------------------------------
+ * The general bilinear resize (pool.c) to f times the size: the same PyTorch
+ * align_corners=False mapping, source (o + 0.5) / f - 0.5. */
 
 void diat_cpu_upsample_bilinear_forward(diat_context *ctx, const diat_tensor *x, int f,
                                         diat_tensor *y)
 {
-    (void)ctx;
-    const int h = x->h, w = x->w, out_h = y->h, out_w = y->w;
-    for (size_t plane = 0; plane < planes_of(x); plane++) {
-        const float *src = x->data + plane * plane_of(x);
-        float *dst = y->data + plane * plane_of(y);
-        for (int oh = 0; oh < out_h; oh++) {
-            lerp_tap th = lerp_tap_of(oh, f, h);
-            const float *row_lo = src + (size_t)th.lo * w, *row_hi = src + (size_t)th.hi * w;
-            for (int ow = 0; ow < out_w; ow++) {
-                lerp_tap tw = lerp_tap_of(ow, f, w);
-                dst[(size_t)oh * out_w + ow] =
-                    th.w_lo * (tw.w_lo * row_lo[tw.lo] + tw.w_hi * row_lo[tw.hi]) +
-                    th.w_hi * (tw.w_lo * row_hi[tw.lo] + tw.w_hi * row_hi[tw.hi]);
-            }
-        }
-    }
+    (void)f; /* y's size already says it */
+    diat_cpu_resize_bilinear_forward(ctx, x, y);
 }
 
 void diat_cpu_upsample_bilinear_backward(diat_context *ctx, const diat_tensor *dy, int f,
                                          diat_tensor *dx)
 {
-    (void)ctx;
-    const int h = dx->h, w = dx->w, out_h = dy->h, out_w = dy->w;
-    for (size_t plane = 0; plane < planes_of(dx); plane++) {
-        const float *src = dy->data + plane * plane_of(dy);
-        float *dst = dx->data + plane * plane_of(dx);
-        for (int oh = 0; oh < out_h; oh++) {
-            lerp_tap th = lerp_tap_of(oh, f, h);
-            float *row_lo = dst + (size_t)th.lo * w, *row_hi = dst + (size_t)th.hi * w;
-            for (int ow = 0; ow < out_w; ow++) {
-                lerp_tap tw = lerp_tap_of(ow, f, w);
-                float g = src[(size_t)oh * out_w + ow];
-                row_lo[tw.lo] += th.w_lo * tw.w_lo * g;
-                row_lo[tw.hi] += th.w_lo * tw.w_hi * g;
-                row_hi[tw.lo] += th.w_hi * tw.w_lo * g;
-                row_hi[tw.hi] += th.w_hi * tw.w_hi * g;
-            }
-        }
-    }
+    (void)f;
+    diat_cpu_resize_bilinear_backward(ctx, dy, dx);
 }
 
 /* ---- average pooling: window k, stride s, no padding -------------------- */
