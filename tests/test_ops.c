@@ -366,8 +366,70 @@ static void test_conv2d(void)
         {2, 4, 32, 32, 1, 3, 1, 1, 1},  /* one output channel, direct */
         {2, 5, 32, 32, 24, 3, 1, 1, 0}, /* direct tiles, 2 images */
         {1, 3, 66, 66, 4, 4, 2, 1, 1},  /* k4 s2, 33x33: 1089 columns */
+        /* Batch 16 at small outputs: the backward folds the batch into one
+         * GEMM (conv.c), as in the critic's last layers and phi's. */
+        {16, 8, 8, 8, 12, 4, 2, 1, 1},  /* the critic's k4 s2, 4x4 outputs */
+        {16, 6, 16, 16, 8, 4, 2, 1, 0}, /* k4 s2, 8x8 outputs */
+        {16, 3, 8, 8, 5, 3, 1, 1, 1},   /* 3 input channels, 8x8 */
+        {16, 5, 8, 8, 3, 3, 1, 1, 1},   /* 3 output channels, 8x8 */
+        {16, 4, 4, 4, 6, 3, 1, 1, 1},   /* 4x4 stride 1 */
+        {6, 3, 64, 64, 4, 4, 2, 1, 1},  /* 32x32 outputs: chunks of 4 and 2 images */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) check_conv(&cases[i], 0);
+}
+
+/* The backward of a batch equals the backward of its images one at a time
+ * (batch 1 takes the per-image path): every element of dx and dweight,
+ * where check_conv samples big inputs. Both accumulate into the same seeds,
+ * so chunk boundaries and the gathered dy order are covered exactly. */
+static void test_conv2d_backward_batch(void)
+{
+    static const conv_case cases[] = {
+        {16, 16, 8, 8, 24, 4, 2, 1, 1},  /* 4x4 outputs, whole batch in one chunk */
+        {16, 3, 16, 16, 32, 4, 2, 1, 1}, /* 3 input channels, 8x8 outputs */
+        {16, 12, 16, 16, 3, 3, 1, 1, 1}, /* 3 output channels, 16x16: chunks of 9, 7 */
+        {16, 48, 16, 16, 8, 4, 2, 1, 1}, /* patch 768: chunks of 5, 5, 5 and 1 */
+        {7, 5, 48, 48, 6, 3, 1, 1, 0},   /* 2304 columns: too wide to fold */
+        {9, 4, 64, 64, 5, 4, 2, 1, 1},   /* 32x32 outputs: chunks of 4, 4 and 1 */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const conv_case *c = &cases[i];
+        int oh = conv_out(c->h, c), ow = conv_out(c->w, c);
+        diat_conv_geometry g = {c->k, c->stride, c->pad};
+        size_t in_len = (size_t)c->in_c * c->h * c->w, out_len = (size_t)c->out_c * oh * ow;
+        size_t w_len = (size_t)c->out_c * c->in_c * c->k * c->k;
+        float *dx_seed = host_random(c->n * in_len, -1.0f, 1.0f);
+        float *dw_seed = host_random(w_len, -1.0f, 1.0f);
+        diat_tensor x = device_tensor(c->n, c->in_c, c->h, c->w, NULL);
+        diat_tensor w = device_tensor(c->out_c, c->in_c, c->k, c->k, NULL);
+        diat_tensor dy = device_tensor(c->n, c->out_c, oh, ow, NULL);
+        diat_tensor dx[2], dw[2];
+        for (int t = 0; t < 2; t++) {
+            dx[t] = device_tensor(c->n, c->in_c, c->h, c->w, dx_seed);
+            dw[t] = device_tensor(c->out_c, c->in_c, c->k, c->k, dw_seed);
+        }
+        be->conv2d_backward(ctx, &x, &w, &dy, g, &dx[0], &dw[0], NULL);
+        for (int n = 0; n < c->n; n++) {
+            diat_tensor xi = {1, c->in_c, c->h, c->w, x.data + n * in_len};
+            diat_tensor dyi = {1, c->out_c, oh, ow, dy.data + n * out_len};
+            diat_tensor dxi = {1, c->in_c, c->h, c->w, dx[1].data + n * in_len};
+            be->conv2d_backward(ctx, &xi, &w, &dyi, g, &dxi, &dw[1], NULL);
+        }
+        const char *names[] = {"dx", "dweight"};
+        diat_tensor *pairs[2][2] = {{&dx[0], &dx[1]}, {&dw[0], &dw[1]}};
+        for (int k = 0; k < 2; k++) {
+            float *got = download(pairs[k][0]), *one = download(pairs[k][1]);
+            size_t len = diat_tensor_count(pairs[k][0]);
+            double *want = to_double(one, len);
+            CHECK_MSG(matches(got, want, len, 1e-5, names[k]),
+                      "conv n%d %dx%dx%d->%d k%d s%d: batched %s differs from per image", c->n,
+                      c->in_c, c->h, c->w, c->out_c, c->k, c->stride, names[k]);
+            free(got), free(one), free(want);
+        }
+        diat_tensor *ts[] = {&x, &w, &dy, &dx[0], &dx[1], &dw[0], &dw[1]};
+        for (size_t j = 0; j < sizeof ts / sizeof ts[0]; j++) diat_tensor_release(ctx, ts[j]);
+        free(dx_seed), free(dw_seed);
+    }
 }
 
 /* Forward only, with each fused activation: the reference applies it to
@@ -1210,6 +1272,7 @@ int main(void)
     RUN_TEST(test_memory_ops);
     RUN_TEST(test_checker_detects_errors);
     RUN_TEST(test_conv2d);
+    RUN_TEST(test_conv2d_backward_batch);
     RUN_TEST(test_conv2d_forward_shapes);
     RUN_TEST(test_conv2d_thread_split);
     RUN_TEST(test_linear);
