@@ -60,34 +60,13 @@ BLOCKS = [
 
 
 def read_weights(package_dir):
-    """Every tensor of the manifest as float32 numpy arrays, by name."""
-    model_dir = os.path.join(package_dir, "model")
-    with open(os.path.join(model_dir, MANIFEST), encoding="utf-8") as f:
-        manifest = json.load(f)
+    """Every tensor of the recognition manifest as float32 numpy arrays, by
+    name, dequantised as tfjs does it: in double, then stored as float32."""
     tensors = {}
-    for group in manifest:
-        # A group's weights are laid end to end across its .bin shards.
-        blob = b"".join(open(os.path.join(model_dir, p), "rb").read() for p in group["paths"])
-        offset = 0
-        for entry in group["weights"]:
-            shape = [int(d) for d in entry["shape"]]
-            count = int(np.prod(shape)) if shape else 1
-            quant = entry.get("quantization")
-            if quant:
-                if quant["dtype"] != "uint8":
-                    sys.exit(f"{entry['name']}: unsupported quantisation {quant['dtype']}")
-                q = np.frombuffer(blob, dtype=np.uint8, count=count, offset=offset)
-                offset += count
-                # As tfjs dequantises: in double, then stored as float32.
-                values = (q.astype(np.float64) * quant["scale"] + quant["min"]).astype(np.float32)
-            else:
-                if entry["dtype"] != "float32":
-                    sys.exit(f"{entry['name']}: unsupported dtype {entry['dtype']}")
-                values = np.frombuffer(blob, dtype="<f4", count=count, offset=offset).copy()
-                offset += 4 * count
-            tensors[entry["name"]] = values.reshape(shape)
-        if offset != len(blob):
-            sys.exit(f"manifest describes {offset} bytes, the .bin files hold {len(blob)}")
+    for name, (values, quant) in read_raw_weights(package_dir, MANIFEST).items():
+        if quant:
+            values = (values.astype(np.float64) * quant["scale"] + quant["min"]).astype(np.float32)
+        tensors[name] = values.copy()
     return tensors
 
 
@@ -165,7 +144,7 @@ LANDMARKS_BLOCKS = [("dense0", 3, 32), ("dense1", 32, 64), ("dense2", 64, 128),
                     ("dense3", 128, 256)]
 
 
-def read_landmark_weights(package_dir, manifest_name=LANDMARKS_MANIFEST):
+def read_raw_weights(package_dir, manifest_name=LANDMARKS_MANIFEST):
     """name -> (values, quantisation): uint8 values with their manifest
     quantisation dict, or float32 values with None."""
     model_dir = os.path.join(package_dir, "model")
@@ -246,7 +225,7 @@ def main_landmarks_68(args, package, here):
     """The face-landmarks-68 mode: write models/face-landmarks-68.safetensors."""
     output = args.output or os.path.join(here, "..", "models", "face-landmarks-68.safetensors")
     dtype = args.dtype or "u8"
-    arrays, metadata = convert_landmarks_68(read_landmark_weights(args.package_dir),
+    arrays, metadata = convert_landmarks_68(read_raw_weights(args.package_dir),
                                             keep_u8=dtype == "u8")
     metadata.update({
         "format": LANDMARKS_FORMAT,
@@ -342,7 +321,7 @@ def main_tiny_face_detector(args, package, here):
     output = args.output or os.path.join(here, "..", "models", "face-detector-tiny.safetensors")
     dtype = args.dtype or "u8"
     arrays, metadata = convert_tiny_face_detector(
-        read_landmark_weights(args.package_dir, DETECTOR_MANIFEST), keep_u8=dtype == "u8")
+        read_raw_weights(args.package_dir, DETECTOR_MANIFEST), keep_u8=dtype == "u8")
     metadata.update({
         "format": DETECTOR_FORMAT,
         "format_version": DETECTOR_FORMAT_VERSION,
