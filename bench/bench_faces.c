@@ -22,26 +22,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench-timing.h"
+
 #define MAX_RUNS 1000
-
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return 1e3 * (double)ts.tv_sec + 1e-6 * (double)ts.tv_nsec;
-}
-
-static int compare_doubles(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, compare_doubles);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 /* Bilinear enlargement of an RGB(A)/gray photo to RGB, pixel centres aligned. */
 static int enlarge(const diat_image *src, int width, int height, diat_image *out)
@@ -159,12 +142,12 @@ int main(int argc, char **argv)
     for (int run = -1; run < repeats; run++) { /* run -1: warm-up */
         diat_face *faces = NULL;
         size_t count = 0;
-        double t0 = now_ms();
+        double t0 = 1e3 * now_seconds();
         if (diat_find_faces(finder, &photo, NULL, &faces, &count, &err) != DIAT_OK) {
             fprintf(stderr, "bench_faces: %s\n", err.message);
             return 1;
         }
-        double t1 = now_ms();
+        double t1 = 1e3 * now_seconds();
         for (size_t i = 0; i < count; i++) {
             diat_face_transform t;
             if (diat_align_transform(&faces[i], width, height, 16, &t, &err) != DIAT_OK ||
@@ -174,7 +157,7 @@ int main(int argc, char **argv)
             }
             if (run < 0 && i == 0) face_side = DIAT_FACE_SIZE * diat_face_transform_scale(&t);
         }
-        double t2 = now_ms();
+        double t2 = 1e3 * now_seconds();
         faces_found = count;
         diat_faces_free(faces);
         if (run < 0) continue;

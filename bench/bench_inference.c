@@ -28,6 +28,8 @@
 #include <immintrin.h>
 #endif
 
+#include "bench-timing.h"
+
 /* Single-core FMA peak measured on the project's machine (DESIGN.md,
  * "Machine facts"): 2 AVX-512 FMA units x 16 floats x 2 FLOPs x clock. */
 #define FMA_PEAK_GFLOPS_PER_CORE 169.0
@@ -50,25 +52,6 @@ typedef struct conv_layer {
 } conv_layer;
 
 /* ---- helpers ------------------------------------------------------------ */
-
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int compare_doubles(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *values, int count)
-{
-    qsort(values, (size_t)count, sizeof *values, compare_doubles);
-    return count % 2 ? values[count / 2] : 0.5 * (values[count / 2 - 1] + values[count / 2]);
-}
 
 /* The one FLOP formula of this benchmark: 2 * MACs of a k x k convolution. */
 static double conv_flops(const conv_layer *layer, int batch)

@@ -52,6 +52,22 @@ def best_openblas_coretype(flags):
     return None
 
 
+def configure_blas(threads, script):
+    """Before torch is imported: give its OpenBLAS this CPU's best kernels
+    (unless the caller chose) and the thread count. Returns (CPU model, a
+    note on who set OPENBLAS_CORETYPE)."""
+    flags, cpu_model = cpu_flags_and_model()
+    note = "set by the caller"
+    if "OPENBLAS_CORETYPE" not in os.environ:
+        coretype = best_openblas_coretype(flags)
+        if coretype:
+            os.environ["OPENBLAS_CORETYPE"] = coretype
+            note = f"set by {script} for this CPU"
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", str(threads))
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    return cpu_model, note
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--threads", type=int, default=1, help="intra-op threads (default 1)")
@@ -61,15 +77,7 @@ def main():
     parser.add_argument("--batch", type=int, default=16, help="the large batch (default 16)")
     args = parser.parse_args()
 
-    flags, cpu_model = cpu_flags_and_model()
-    coretype_note = "set by the caller"
-    if "OPENBLAS_CORETYPE" not in os.environ:
-        coretype = best_openblas_coretype(flags)
-        if coretype:
-            os.environ["OPENBLAS_CORETYPE"] = coretype
-            coretype_note = "set by bench_torch.py for this CPU"
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", str(args.threads))
-    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
+    cpu_model, coretype_note = configure_blas(args.threads, "bench_torch.py")
 
     import torch
     import torch.nn.functional as F

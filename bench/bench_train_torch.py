@@ -64,7 +64,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from bench_torch import best_openblas_coretype, cpu_flags_and_model  # noqa: E402
+from bench_torch import configure_blas  # noqa: E402
 
 # diat-train's defaults (trainer/options.c)
 WIDTH, MASK_WIDTH, CRITIC_WIDTH = 24, 16, 32
@@ -120,15 +120,7 @@ def main():
                              "(tests/data/faces) with face-api's (DIR/face-api-embeddings.txt)")
     args = parser.parse_args()
 
-    flags, cpu_model = cpu_flags_and_model()
-    coretype_note = "set by the caller"
-    if "OPENBLAS_CORETYPE" not in os.environ:
-        coretype = best_openblas_coretype(flags)
-        if coretype:
-            os.environ["OPENBLAS_CORETYPE"] = coretype
-            coretype_note = "set by bench_train_torch.py for this CPU"
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", str(args.threads))
-    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
+    cpu_model, coretype_note = configure_blas(args.threads, "bench_train_torch.py")
 
     import torch
     import torch.nn as nn
