@@ -6,6 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 .ci/install-deps
+# With the CUDA toolkit installed, the CUDA backend module is built too.
+[ -x /usr/local/cuda/bin/nvcc ] && export PATH=/usr/local/cuda/bin:$PATH
 [ -f build/build.ninja ] || meson setup build
 ninja -C build
 model=tests/data/fixture-tint-model.safetensors

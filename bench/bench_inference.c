@@ -41,6 +41,7 @@ typedef struct bench_options {
     const char *model_path;
     int repeats;
     int batch;
+    diat_backend_kind backend;
 } bench_options;
 
 typedef struct conv_layer {
@@ -310,6 +311,7 @@ static diat_status time_nets(nets *n, const diat_tensor *x, int warmup, int repe
         double start = now_seconds();
         status = diat_transform_forward(&n->transform, x, err);
         if (status == DIAT_OK) status = diat_mask_forward(&n->mask, x, err);
+        diat_context_synchronize(n->transform.net.ctx);
         if (i >= warmup) samples[i - warmup] = now_seconds() - start;
     }
     if (status == DIAT_OK) *seconds = median(samples, repeats);
@@ -375,6 +377,7 @@ static diat_status time_conv(diat_context *ctx, const conv_layer *layer, int bat
             double start = now_seconds();
             backend->conv2d_forward(ctx, &x, &weight, layer->has_bias ? &bias : NULL, geometry,
                                     DIAT_ACT_IDENTITY, 0.0f, &y);
+            diat_context_synchronize(ctx);
             if (i >= warmup) samples[i - warmup] = now_seconds() - start;
         }
         *seconds = median(samples, repeats);
@@ -548,6 +551,7 @@ static diat_status time_op(diat_context *ctx, const op_case *op, int batch, int 
         for (int i = 0; i < 2 + repeats; i++) {
             double start = now_seconds();
             run_op(ctx, op, &x, &y, stats);
+            diat_context_synchronize(ctx);
             if (i >= 2) samples[i - 2] = now_seconds() - start;
         }
         *seconds = median(samples, repeats);
@@ -597,7 +601,8 @@ static int parse_int(const char *text, int minimum, int *out)
 
 static int parse_options(int argc, char **argv, bench_options *options)
 {
-    *options = (bench_options){.threads = 1, .model_path = NULL, .repeats = 50, .batch = 16};
+    *options = (bench_options){
+        .threads = 1, .model_path = NULL, .repeats = 50, .batch = 16, .backend = DIAT_BACKEND_CPU};
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
         const char *value = i + 1 < argc ? argv[i + 1] : NULL;
@@ -608,17 +613,20 @@ static int parse_options(int argc, char **argv, bench_options *options)
             ok = parse_int(value, 1, &options->repeats) == 0;
         else if (strcmp(arg, "--batch") == 0 && value)
             ok = parse_int(value, 1, &options->batch) == 0;
+        else if (strcmp(arg, "--backend") == 0 && value)
+            ok = diat_backend_kind_parse(value, &options->backend) == 0;
         else if (strcmp(arg, "--model") == 0 && value) {
             options->model_path = value;
             ok = 1;
         } else if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
             printf("usage: bench_inference [--threads N] [--model PATH] [--repeats N] "
-                   "[--batch N]\n"
+                   "[--batch N] [--backend cpu|cuda]\n"
                    "  --threads N  worker threads (default 1; 0 = one per core)\n"
                    "  --model PATH model file (default: a random-weight model, widths %d/%d)\n"
                    "  --repeats N  timed runs per measurement at batch 1 (default 50; batch N\n"
                    "               uses a quarter as many), medians reported\n"
-                   "  --batch N    the large batch (default 16)\n",
+                   "  --batch N    the large batch (default 16)\n"
+                   "  --backend B  cpu (default) or cuda\n",
                    DIAT_DEFAULT_WIDTH, DIAT_DEFAULT_MASK_WIDTH);
             exit(0);
         }
@@ -638,8 +646,9 @@ int main(int argc, char **argv)
 
     diat_error err = {0};
     diat_context *ctx = NULL;
-    if (diat_context_new(DIAT_BACKEND_CPU, options.threads, &ctx, &err) != DIAT_OK)
+    if (diat_context_new(options.backend, options.threads, &ctx, &err) != DIAT_OK)
         return die("context", &err);
+    if (diat_context_notice(ctx)) printf("note: %s\n", diat_context_notice(ctx));
     int threads = diat_context_threads(ctx);
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     int busy_cores = cores > 0 && threads > cores ? (int)cores : threads;

@@ -56,6 +56,7 @@ typedef struct bench_options {
     const char *direction;
     const char *face_recognition;
     const char *denoiser;
+    const char *backend;
     int threads, steps, warmup, batch, parts, layers;
     int frozen_dn;
 } bench_options;
@@ -70,7 +71,8 @@ static void usage(FILE *out)
             "  --face-recognition FILE default models/face-recognition-resnet29.safetensors\n"
             "  --denoiser FILE         a DN from `diat-train denoiser --export` (default: a\n"
             "                          random DN of the default shape, 32 x 5, written first)\n"
-            "  --threads N             CPU threads (default 1)\n"
+            "  --backend cpu|cuda      compute backend (default cpu)\n"
+            "  --threads N             CPU threads (default 1; with cuda: data-decoding threads)\n"
             "  --batch N               faces per step (default 16, diat-train's default)\n"
             "  --steps N               timed steps (default 5)\n"
             "  --warmup N              untimed steps first (default 1)\n"
@@ -101,6 +103,7 @@ static int parse_options(int argc, char **argv, bench_options *o)
     o->direction = "remove";
     o->face_recognition = "models/face-recognition-resnet29.safetensors";
     o->denoiser = NULL;
+    o->backend = "cpu";
     o->threads = 1;
     o->steps = 5;
     o->warmup = 1;
@@ -134,6 +137,8 @@ static int parse_options(int argc, char **argv, bench_options *o)
             o->face_recognition = v;
         else if (strcmp(a, "--denoiser") == 0)
             o->denoiser = v;
+        else if (strcmp(a, "--backend") == 0)
+            o->backend = v;
         else if (strcmp(a, "--threads") == 0)
             bad = parse_int_arg(a, v, 1, 1024, &o->threads);
         else if (strcmp(a, "--batch") == 0)
@@ -295,8 +300,11 @@ static void copy_into(trainer *tr, const diat_tensor *src, diat_tensor *dst)
                                         diat_tensor_count(src));
 }
 
-static double elapsed_since(double *start)
+/* Seconds since *start, after the work queued so far has finished (a GPU
+ * backend queues work asynchronously). */
+static double elapsed_since(trainer *tr, double *start)
 {
+    diat_context_synchronize(tr->ctx);
     double now = now_seconds(), d = now - *start;
     *start = now;
     return d;
@@ -312,11 +320,12 @@ static diat_status time_parts_once(trainer *tr, double seconds[PART_COUNT], diat
     const size_t plane = (size_t)DIAT_FACE_SIZE * DIAT_FACE_SIZE;
     float *loss = tr->scalars.data; /* scratch scalars: values are not used */
     diat_status st;
+    diat_context_synchronize(ctx);
     double t = now_seconds();
 
     /* ---- a critic step ---- */
     if ((st = generate(tr, err))) return st;
-    seconds[PART_TM_FORWARD] = elapsed_since(&t);
+    seconds[PART_TM_FORWARD] = elapsed_since(tr, &t);
 
     diat_net_zero_grad(&d->net);
     if ((st = diat_critic_forward(d, &tr->references, err))) return st;
@@ -327,7 +336,7 @@ static diat_status time_parts_once(trainer *tr, double seconds[PART_COUNT], diat
     be->sum_forward(ctx, d->score.data, (size_t)n, 1.0f / n, loss);
     fill(tr, &tr->dscore, 1.0f / n);
     if ((st = diat_critic_backward(d, &tr->dscore, NULL, NULL, NULL, err))) return st;
-    seconds[PART_D_REAL_FAKE] = elapsed_since(&t);
+    seconds[PART_D_REAL_FAKE] = elapsed_since(tr, &t);
 
     float *weights = tr->host_noise;
     for (int i = 0; i < n; i++)
@@ -337,22 +346,23 @@ static diat_status time_parts_once(trainer *tr, double seconds[PART_COUNT], diat
     if ((st = diat_critic_forward(d, &tr->interp, err)) ||
         (st = diat_critic_input_gradient(d, &tr->penalty_grad, err)))
         return st;
-    seconds[PART_GP_GRADIENT] = elapsed_since(&t);
+    seconds[PART_GP_GRADIENT] = elapsed_since(tr, &t);
 
     be->gradient_penalty_forward(ctx, &tr->penalty_grad, tr->opt.lambda_gp, loss);
     diat_tensor_zero(ctx, &tr->penalty_u);
     be->gradient_penalty_backward(ctx, &tr->penalty_grad, tr->opt.lambda_gp, &tr->penalty_u);
     if ((st = diat_critic_input_gradient_backward(d, &tr->penalty_u, err))) return st;
-    seconds[PART_GP_DOUBLE] = elapsed_since(&t);
+    seconds[PART_GP_DOUBLE] = elapsed_since(tr, &t);
 
     optimizer_step(&tr->opt_d, ctx);
-    seconds[PART_ADAM_D] = elapsed_since(&t);
+    seconds[PART_ADAM_D] = elapsed_since(tr, &t);
 
     /* ---- the generator step (T+M forward timed above: the same calls) ---- */
     if ((st = generate(tr, err))) return st;
     diat_net_zero_grad(&tr->transform.net);
     diat_net_zero_grad(&tr->mask.net);
     diat_tensor_zero(ctx, &tr->dresult);
+    diat_context_synchronize(ctx);
     t = now_seconds();
 
     if ((st = diat_critic_forward(d, &tr->sources, err))) return st;
@@ -373,7 +383,7 @@ static diat_status time_parts_once(trainer *tr, double seconds[PART_COUNT], diat
     }
     if ((st = diat_critic_backward(d, &tr->dscore, &tr->dfeat4, &tr->dfeat5, &tr->dresult, err)))
         return st;
-    seconds[PART_D_PERCEPTUAL] = elapsed_since(&t);
+    seconds[PART_D_PERCEPTUAL] = elapsed_since(tr, &t);
 
     seconds[PART_PHI] = 0.0;
     if (tr->have_identity) {
@@ -388,7 +398,7 @@ static diat_status time_parts_once(trainer *tr, double seconds[PART_COUNT], diat
         be->squared_error_backward(ctx, phi->embedding.data, tr->embed_x.data, count, scale,
                                    tr->dembed.data, NULL);
         if ((st = diat_face_recognition_backward(phi, &tr->dembed, &tr->dresult, err))) return st;
-        seconds[PART_PHI] = elapsed_since(&t);
+        seconds[PART_PHI] = elapsed_since(tr, &t);
     }
 
     seconds[PART_DN] = 0.0;
@@ -402,7 +412,7 @@ static diat_status time_parts_once(trainer *tr, double seconds[PART_COUNT], diat
         be->squared_error_backward(ctx, dn->out.data, tr->result.data, count, scale,
                                    tr->dtarget.data, tr->dresult.data);
         if ((st = diat_denoiser_backward(dn, &tr->dtarget, &tr->dresult, err))) return st;
-        seconds[PART_DN] = elapsed_since(&t);
+        seconds[PART_DN] = elapsed_since(tr, &t);
     }
 
     diat_tensor_zero(ctx, &tr->dtransform);
@@ -418,10 +428,10 @@ static diat_status time_parts_once(trainer *tr, double seconds[PART_COUNT], diat
     if ((st = diat_transform_backward(&tr->transform, &tr->dtransform, NULL, err)) ||
         (st = diat_mask_backward(&tr->mask, &tr->dmask, NULL, NULL, err)))
         return st;
-    seconds[PART_TM_BACKWARD] = elapsed_since(&t);
+    seconds[PART_TM_BACKWARD] = elapsed_since(tr, &t);
 
     optimizer_step(&tr->opt_g, ctx);
-    seconds[PART_ADAM_G] = elapsed_since(&t);
+    seconds[PART_ADAM_G] = elapsed_since(tr, &t);
     return DIAT_OK;
 }
 
@@ -474,24 +484,35 @@ static diat_status time_layers(diat_context *ctx, int batch, int repeats, diat_e
         if (!st) st = diat_tensor_alloc(ctx, &db, k->out_c, 1, 1, 1, err);
         if (!st) st = diat_tensor_alloc(ctx, &y, batch, k->out_c, out_side, out_side, err);
         if (st) return st;
-        fill_random(x.data, diat_tensor_count(&x), &state);
-        fill_random(w.data, diat_tensor_count(&w), &state);
-        fill_random(b.data, diat_tensor_count(&b), &state);
+        diat_tensor *inputs[] = {&x, &w, &b};
+        for (int j = 0; j < 3; j++) {
+            float *host = malloc(diat_tensor_count(inputs[j]) * sizeof *host);
+            if (!host) return diat_set_error(err, DIAT_ERR_MEMORY, "Out of memory.");
+            fill_random(host, diat_tensor_count(inputs[j]), &state);
+            diat_tensor_upload(ctx, inputs[j], host);
+            free(host);
+        }
         diat_conv_geometry g = {k->kernel, k->stride, k->pad};
         double fwd[MAX_PART_REPEATS], both[MAX_PART_REPEATS], input[MAX_PART_REPEATS];
         for (int r = -1; r < repeats; r++) { /* r = -1: untimed */
+            diat_context_synchronize(ctx);
             double t = now_seconds();
             be->conv2d_forward(ctx, &x, &w, &b, g, DIAT_ACT_IDENTITY, 0.0f, &y);
+            diat_context_synchronize(ctx);
             double t1 = now_seconds();
             diat_tensor_zero(ctx, &dx);
             diat_tensor_zero(ctx, &dw);
             diat_tensor_zero(ctx, &db);
+            diat_context_synchronize(ctx);
             double t2 = now_seconds();
             be->conv2d_backward(ctx, &x, &w, &y, g, &dx, &dw, &db);
+            diat_context_synchronize(ctx);
             double t3 = now_seconds();
             diat_tensor_zero(ctx, &dx);
+            diat_context_synchronize(ctx);
             double t4 = now_seconds();
             be->conv2d_backward(ctx, &x, &w, &y, g, &dx, NULL, NULL);
+            diat_context_synchronize(ctx);
             double t5 = now_seconds();
             if (r >= 0) {
                 fwd[r] = t1 - t;
@@ -564,6 +585,8 @@ int main(int argc, char **argv)
                           threads_text,
                           "--batch",
                           batch_text,
+                          "--backend",
+                          (char *)bo.backend,
                           "--quiet",
                           NULL};
     int train_argc = (int)(sizeof train_argv / sizeof train_argv[0]) - 1;

@@ -115,6 +115,11 @@ def main():
     parser.add_argument("--frozen-grads", action="store_true",
                         help="also compute D's and DN's weight gradients in the generator step, "
                              "as the engine's trainer does")
+    parser.add_argument("--device", default="cpu",
+                        help="cpu (default) or cuda; on cuda, FP32 without TF32 unless --tf32, "
+                             "and the step's FLOPs are counted by torch's FlopCounterMode")
+    parser.add_argument("--tf32", action="store_true",
+                        help="allow TF32 tensor cores in matmuls and cuDNN convolutions")
     parser.add_argument("--check-phi", metavar="DIR",
                         help="instead of timing: compare phi's embeddings of the chips in DIR "
                              "(tests/data/faces) with face-api's (DIR/face-api-embeddings.txt)")
@@ -130,6 +135,16 @@ def main():
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    device = torch.device(args.device)
+    cuda = device.type == "cuda"
+    if cuda:
+        # FP32 like the engine's default; PyTorch's own default lets cuDNN use TF32.
+        torch.backends.cuda.matmul.allow_tf32 = args.tf32
+        torch.backends.cudnn.allow_tf32 = args.tf32
+
+    def sync():
+        if cuda:
+            torch.cuda.synchronize()
     try:
         openblas = ctypes.CDLL("libopenblas.so.0")
         openblas.openblas_get_corename.restype = ctypes.c_char_p
@@ -249,13 +264,15 @@ def main():
     D = Critic(CRITIC_WIDTH).train()
     DN = Denoiser(DENOISER_WIDTH, DENOISER_DEPTH)
     phi = FaceRecognition(args.face_recognition)
+    for module in (G, D, DN, phi):
+        module.to(device)
     for p in DN.parameters():
         p.requires_grad_(args.frozen_grads)
     opt_g = torch.optim.Adam(G.parameters(), lr=LR, betas=BETAS, eps=ADAM_EPS)
     opt_d = torch.optim.Adam(D.parameters(), lr=LR, betas=BETAS, eps=ADAM_EPS)
 
     # Random batches of the right shape, cycled (see the docstring).
-    pool = [torch.rand(n, 3, 128, 128) * 2 - 1 for _ in range(8)]
+    pool = [torch.rand(n, 3, 128, 128, device=device) * 2 - 1 for _ in range(8)]
     cursor = [0]
 
     def next_batch():
@@ -275,7 +292,7 @@ def main():
         opt_d.zero_grad(set_to_none=True)
         d_real = D(x_ref)[0].mean()
         d_fake = D(y)[0].mean()
-        e = torch.rand(n, 1, 1, 1)
+        e = torch.rand(n, 1, 1, 1, device=device)
         x_hat = (e * x_ref + (1 - e) * y).requires_grad_(True)
         (grad,) = torch.autograd.grad(D(x_hat)[0].sum(), x_hat, create_graph=True)
         penalty = LAMBDA_GP * ((grad.flatten(1).norm(2, dim=1) - 1) ** 2).mean()
@@ -305,11 +322,14 @@ def main():
 
     def step():
         c0 = time.process_time()  # CPU time of every thread, as bench_train.c
+        sync()
         t0 = time.perf_counter()
         for _ in range(N_CRITIC):
             critic_step()
+        sync()
         t1 = time.perf_counter()
         generator_step()
+        sync()
         t2 = time.perf_counter()
         return t2 - t0, (t1 - t0) / N_CRITIC, t2 - t1, time.process_time() - c0
 
@@ -331,10 +351,12 @@ def main():
     def time_parts_once():
         s = {}
         x, x_ref = next_batch()
+        sync()
         t = time.perf_counter()
 
         def lap(key):
             nonlocal t
+            sync()
             now = time.perf_counter()
             s[key] = now - t
             t = now
@@ -345,7 +367,7 @@ def main():
         opt_d.zero_grad(set_to_none=True)
         (D(y)[0].mean() - D(x_ref)[0].mean()).backward()
         lap("d_real_fake")
-        e = torch.rand(n, 1, 1, 1)
+        e = torch.rand(n, 1, 1, 1, device=device)
         x_hat = (e * x_ref + (1 - e) * y).requires_grad_(True)
         (grad,) = torch.autograd.grad(D(x_hat)[0].sum(), x_hat, create_graph=True)
         lap("gp_gradient")
@@ -356,6 +378,7 @@ def main():
 
         set_critic_trainable(args.frozen_grads)
         y_leaf = y.detach().requires_grad_(True)
+        sync()
         t = time.perf_counter()
         with torch.no_grad():
             _, f4x, f5x = D(x)
@@ -372,6 +395,7 @@ def main():
         opt_g.zero_grad(set_to_none=True)
         y, m = G(x)
         ratio = LAMBDA_AR * (m.mean(dim=(1, 2, 3)) - RATIO).abs().mean()
+        sync()
         t = time.perf_counter()
         torch.autograd.backward([y, ratio], [y_leaf.grad, None])
         lap("tm_backward")
@@ -388,6 +412,9 @@ def main():
     print(f"PyTorch {torch.__version__}, {torch.get_num_threads()} thread(s); OpenBLAS core "
           f"{blas_core} (OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', 'unset')}, "
           f"{coretype_note}); oneDNN {'on' if torch.backends.mkldnn.is_available() else 'off'}")
+    if cuda:
+        print(f"device: {torch.cuda.get_device_name(0)}, CUDA {torch.version.cuda}, cuDNN "
+              f"{torch.backends.cudnn.version()}, TF32 {'on' if args.tf32 else 'off'}")
     print(f"step: batch {n}, widths T {WIDTH} / M {MASK_WIDTH} / D {CRITIC_WIDTH}, DN "
           f"{DENOISER_WIDTH} x {DENOISER_DEPTH}, n_critic {N_CRITIC}, lambda gp {LAMBDA_GP:g} "
           f"ap {LAMBDA_AP:g} id {LAMBDA_ID:g} pr {LAMBDA_PR:g} ar {LAMBDA_AR:g}, p {RATIO}, "
@@ -419,6 +446,19 @@ def main():
     results = {"torch_step_s": step_s, "torch_images_per_s": n / step_s,
                "torch_critic_step_s": critic_s, "torch_generator_step_s": gen_s,
                "torch_step_cpu_s": cpu_s}
+    if cuda:
+        # The step's floating-point work as PyTorch counts it (convolutions,
+        # matmuls, their backwards and the double backward): the same work
+        # as the engine's step, so it also converts the engine's time.
+        from torch.utils.flop_counter import FlopCounterMode
+        counter = FlopCounterMode(display=False)
+        with counter:
+            step()
+        flops = counter.get_total_flops()
+        print(f"  FLOPs     {flops / 1e9:8.1f} GFLOP per step (FlopCounterMode) = "
+              f"{flops / step_s / 1e12:.2f} TFLOP/s achieved\n")
+        results["torch_step_gflop"] = flops / 1e9
+        results["torch_tflops"] = flops / step_s / 1e12
 
     if args.parts > 0:
         time_parts_once()  # untimed: the first pass meets new shapes and graphs

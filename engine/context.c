@@ -1,6 +1,7 @@
 /* Compute contexts and tensors: which backend, how many threads, memory. */
 #include "context.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -23,10 +24,6 @@ diat_status diat_context_new(diat_backend_kind kind, int threads, diat_context *
                              diat_error *err)
 {
     *out = NULL;
-    if (kind == DIAT_BACKEND_CUDA)
-        return diat_set_error(
-            err, DIAT_ERR_BACKEND,
-            "The CUDA backend is not built into this libdiat; use --backend cpu.");
     if (threads <= 0) {
         long online = sysconf(_SC_NPROCESSORS_ONLN);
         threads = online > 0 ? (int)online : 1;
@@ -35,6 +32,16 @@ diat_status diat_context_new(diat_backend_kind kind, int threads, diat_context *
     if (!ctx) return diat_set_error(err, DIAT_ERR_MEMORY, "Out of memory creating a context.");
     ctx->backend = diat_backend_cpu();
     ctx->threads = threads;
+    if (kind == DIAT_BACKEND_CUDA || kind == DIAT_BACKEND_AUTO) {
+        char why[200] = "";
+        const diat_backend *cuda = diat_cuda_backend_load(why, sizeof why);
+        if (cuda && cuda->context_open(ctx, why, sizeof why) == 0)
+            ctx->backend = cuda;
+        else if (kind == DIAT_BACKEND_CUDA)
+            snprintf(ctx->notice, sizeof ctx->notice, "CUDA unavailable (%s); using the CPU.",
+                     why);
+    }
+    /* The CPU backend's BLAS also serves host-side work of a CUDA context. */
     diat_blas_set_threads(threads);
     *out = ctx;
     return DIAT_OK;
@@ -43,8 +50,19 @@ diat_status diat_context_new(diat_backend_kind kind, int threads, diat_context *
 void diat_context_free(diat_context *ctx)
 {
     if (!ctx) return;
+    if (ctx->backend->context_close) ctx->backend->context_close(ctx);
     free(ctx->scratch);
     free(ctx);
+}
+
+const char *diat_context_notice(const diat_context *ctx)
+{
+    return ctx->notice[0] ? ctx->notice : NULL;
+}
+
+void diat_context_synchronize(diat_context *ctx)
+{
+    if (ctx->backend->synchronize) ctx->backend->synchronize(ctx);
 }
 
 const char *diat_context_backend_name(const diat_context *ctx)

@@ -76,6 +76,13 @@ typedef enum diat_activation {
 struct diat_backend {
     const char *name;
 
+    /* per-context device state (stream, library handles, device scratch),
+     * kept in the context; NULL on the CPU. open returns 0, or -1 with a
+     * one-sentence reason in `why`. synchronize waits for queued work. */
+    int (*context_open)(diat_context *ctx, char *why, size_t why_size);
+    void (*context_close)(diat_context *ctx);
+    void (*synchronize)(diat_context *ctx);
+
     /* memory */
     float *(*alloc)(diat_context *ctx, size_t count);
     void (*release)(diat_context *ctx, float *p);
@@ -87,6 +94,9 @@ struct diat_backend {
     void (*axpy)(diat_context *ctx, float alpha, const float *x, float *y, size_t count);
     /* y = a + b */
     void (*add)(diat_context *ctx, const float *a, const float *b, float *y, size_t count);
+    /* to[n][c][i][j] += from[n][c][i][j] over the top-left overlap of the two
+     * tensors' planes (same n and c); dlib's residual sums of unequal sizes */
+    void (*add_overlap)(diat_context *ctx, const diat_tensor *from, diat_tensor *to);
 
     /* convolution, weight [out, in, k, k], bias [out] or NULL (groups = 1),
      * then the activation `act` (fused: one pass over y) */

@@ -48,7 +48,9 @@ typedef enum diat_backend_kind {
 typedef struct diat_context diat_context;
 
 /* Create a compute context. `threads` <= 0 means one per online core.
- * Asking for CUDA where it is unavailable is an error; AUTO falls back. */
+ * CUDA (or AUTO) where it is unavailable (not built, no driver, no device)
+ * falls back to the CPU: the call succeeds and diat_context_notice() says
+ * why, for CUDA; AUTO falls back silently. */
 diat_status diat_context_new(diat_backend_kind kind, int threads, diat_context **out,
                              diat_error *err);
 
@@ -60,6 +62,15 @@ const char *diat_context_backend_name(const diat_context *ctx);
 
 /* Number of worker threads the context uses. */
 int diat_context_threads(const diat_context *ctx);
+
+/* One line for the user when the context runs on another backend than the
+ * one asked for (e.g. "CUDA unavailable (no CUDA device found); using the
+ * CPU."), or NULL. The library never prints it itself. */
+const char *diat_context_notice(const diat_context *ctx);
+
+/* Wait until every operation queued on the context has finished (a no-op
+ * on the CPU); for timing. */
+void diat_context_synchronize(diat_context *ctx);
 
 /* One line describing the BLAS in use, e.g. "OpenBLAS 0.3.21 SkylakeX (system
  * picked Prescott; reloaded with tuned kernels)". Loads the BLAS if needed. */

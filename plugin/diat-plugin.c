@@ -148,6 +148,9 @@ static gboolean apply_edit(GimpImage *image, GimpDrawable *drawable,
                                prepared, error);
     }
     diat_box bounds = {0};
+    if (ok && diat_context_notice((*prepared)->ctx))
+        g_message("%s\n%s", _("The CUDA backend is not available here; the edit runs on the CPU."),
+                  diat_context_notice((*prepared)->ctx));
     if (ok) {
         const size_t count = (size_t)pixels->image.width * pixels->image.height;
         mask = g_try_new(float, count);

@@ -128,14 +128,11 @@ static gboolean find_faces(const face_edit_request *request, const diat_image *p
 static gboolean load_model(const face_edit_request *request, face_edit *edit, GError **error)
 {
     diat_error err = {0};
+    /* A backend that is unavailable falls back to the CPU (with a notice the
+     * procedure shows); what fails here is the context itself. */
     if (diat_context_new(request->backend, 0, &edit->ctx, &err) != DIAT_OK) {
-        if (err.code == DIAT_ERR_BACKEND)
-            face_edit_set_engine_error(error, &err, DIAT_PLUGIN_ERROR_BACKEND,
-                                       _("The chosen compute backend is not available "
-                                         "(choose “Automatic” or “CPU”):"));
-        else
-            face_edit_set_engine_error(error, &err, DIAT_PLUGIN_ERROR_ENGINE,
-                                       _("The compute backend could not be started:"));
+        face_edit_set_engine_error(error, &err, DIAT_PLUGIN_ERROR_ENGINE,
+                                   _("The compute backend could not be started:"));
         return FALSE;
     }
     if (diat_model_load(edit->ctx, request->model_path, &edit->model, &err) != DIAT_OK) {

@@ -17,7 +17,6 @@ typedef enum {
     DIAT_PLUGIN_ERROR_SELECTION_EMPTY, /* face "selection" without a selection */
     DIAT_PLUGIN_ERROR_IMAGE_TOO_SMALL, /* too few pixels to hold a face */
     DIAT_PLUGIN_ERROR_FACE_FINDER,     /* the face detector's own files are missing or bad */
-    DIAT_PLUGIN_ERROR_BACKEND,         /* the compute backend asked for is unavailable */
     DIAT_PLUGIN_ERROR_DRAWABLE,        /* the drawable cannot be edited (not a layer, ...) */
     DIAT_PLUGIN_ERROR_CANCELLED,       /* the user stopped the work */
     DIAT_PLUGIN_ERROR_ENGINE,          /* any other engine failure (memory, ...) */

@@ -11,6 +11,10 @@
  *       Of the rectangle's pixels at least MIN_INSIDE (a fraction) have a
  *       non-zero mask; of those farther than MARGIN from it at most
  *       MAX_OUTSIDE do.
+ *   compare_images close A B MAX_STEPS
+ *       Same size and channels, and no sample differs by more than MAX_STEPS
+ *       integer steps (prints the largest difference): the same photo
+ *       edited on two backends.
  *   compare_images convert IN OUT CHANNELS DEPTH
  *       Rewrite IN with 1-4 channels (gray by Rec. 709 luma, alpha as a
  *       horizontal ramp) and depth 8 or 16 (16-bit gets genuine low bits).
@@ -185,6 +189,37 @@ static int convert(int argc, char *argv[]) {
     return st == DIAT_OK ? 0 : 1;
 }
 
+static int close_enough(int argc, char *argv[]) {
+    if (argc != 3) return 2;
+    const int max_steps = atoi(argv[2]);
+    imgio_image a, b;
+    if (load(argv[0], &a)) return 1;
+    if (load(argv[1], &b)) {
+        imgio_free(&a);
+        return 1;
+    }
+    int rc = 1;
+    if (a.image.width != b.image.width || a.image.height != b.image.height ||
+        a.image.channels != b.image.channels || a.bit_depth != b.bit_depth) {
+        fprintf(stderr, "compare_images: the images differ in size, channels or depth\n");
+    } else {
+        const size_t count = (size_t)a.image.width * a.image.height * a.image.channels;
+        int largest = 0;
+        size_t differing = 0;
+        for (size_t i = 0; i < count; i++) {
+            int d = abs((int)a.samples[i] - (int)b.samples[i]);
+            if (d > largest) largest = d;
+            differing += d != 0;
+        }
+        printf("largest difference %d step(s); %zu of %zu samples differ\n", largest, differing,
+               count);
+        rc = largest <= max_steps ? 0 : 1;
+    }
+    imgio_free(&a);
+    imgio_free(&b);
+    return rc;
+}
+
 int main(int argc, char *argv[]) {
     int rc = 2;
     if (argc >= 2) {
@@ -196,6 +231,8 @@ int main(int argc, char *argv[]) {
             rc = coverage(argc - 2, argv + 2);
         else if (strcmp(argv[1], "convert") == 0)
             rc = convert(argc - 2, argv + 2);
+        else if (strcmp(argv[1], "close") == 0)
+            rc = close_enough(argc - 2, argv + 2);
     }
     if (rc == 2) fprintf(stderr, "compare_images: bad usage (see the comment at the top)\n");
     return rc;

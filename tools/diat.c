@@ -743,9 +743,10 @@ static int run_apply(const apply_args *a)
     }
 
     progress_stage(&prog, "loading the model");
-    if (diat_context_new(a->backend, a->threads, &ctx, &err) != DIAT_OK ||
-        diat_model_load(ctx, a->model, &model, &err) != DIAT_OK)
-        goto engine_error;
+    if (diat_context_new(a->backend, a->threads, &ctx, &err) != DIAT_OK) goto engine_error;
+    if (!a->quiet && diat_context_notice(ctx))
+        fprintf(stderr, "%sdiat: %s\n", prog.tty ? "\r\033[K" : "", diat_context_notice(ctx));
+    if (diat_model_load(ctx, a->model, &model, &err) != DIAT_OK) goto engine_error;
     const char *fixture = diat_model_metadata(model, "fixture");
     if (!a->quiet && fixture && strcmp(fixture, "true") == 0)
         fprintf(stderr, "%sdiat: note: '%s' is a test fixture, not a trained model.\n",
@@ -1041,9 +1042,15 @@ static int command_version(void)
     printf("diat %s\n", DIAT_VERSION);
     printf("BLAS: %s\n", diat_blas_description());
     diat_context *ctx = NULL;
-    int cuda = diat_context_new(DIAT_BACKEND_CUDA, 1, &ctx, NULL) == DIAT_OK;
+    if (diat_context_new(DIAT_BACKEND_CUDA, 1, &ctx, NULL) != DIAT_OK) {
+        printf("backends: cpu\n");
+        return 0;
+    }
+    if (diat_context_notice(ctx))
+        printf("backends: cpu (%s)\n", diat_context_notice(ctx));
+    else
+        printf("backends: cpu, cuda\n");
     diat_context_free(ctx);
-    printf("backends: cpu%s\n", cuda ? ", cuda" : " (cuda: not available)");
     return 0;
 }
 

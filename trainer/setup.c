@@ -122,6 +122,8 @@ diat_status trainer_init(trainer *tr, const train_options *opt, diat_error *err)
     if (diat_backend_kind_parse(opt->backend, &kind))
         return diat_set_error(err, DIAT_ERR_ARGUMENT, "Unknown backend '%s'.", opt->backend);
     diat_status st = diat_context_new(kind, opt->threads, &tr->ctx, err);
+    if (st == DIAT_OK && diat_context_notice(tr->ctx))
+        fprintf(stderr, "diat-train: %s\n", diat_context_notice(tr->ctx));
     /* An export needs the networks only: no data, no frozen helpers. */
     int exporting = opt->export_path != NULL;
     if (st == DIAT_OK && !exporting) st = open_data(tr, err);

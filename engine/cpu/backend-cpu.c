@@ -57,6 +57,20 @@ static void cpu_add(diat_context *ctx, const float *a, const float *b, float *y,
     for (size_t i = 0; i < count; i++) y[i] = a[i] + b[i];
 }
 
+static void cpu_add_overlap(diat_context *ctx, const diat_tensor *from, diat_tensor *to)
+{
+    (void)ctx;
+    const int rows = from->h < to->h ? from->h : to->h;
+    const int cols = from->w < to->w ? from->w : to->w;
+    const size_t planes = (size_t)from->n * from->c;
+    for (size_t plane = 0; plane < planes; plane++)
+        for (int r = 0; r < rows; r++) {
+            const float *src = from->data + (plane * from->h + r) * (size_t)from->w;
+            float *dst = to->data + (plane * to->h + r) * (size_t)to->w;
+            for (int c = 0; c < cols; c++) dst[c] += src[c];
+        }
+}
+
 static const diat_backend cpu_backend = {
     .name = "cpu",
 
@@ -67,6 +81,7 @@ static const diat_backend cpu_backend = {
     .fill = cpu_fill,
     .axpy = cpu_axpy,
     .add = cpu_add,
+    .add_overlap = cpu_add_overlap,
 
     .conv2d_forward = diat_cpu_conv2d_forward,
     .conv2d_backward = diat_cpu_conv2d_backward,

@@ -192,25 +192,6 @@ diat_status diat_face_recognition_load(diat_face_recognition *f, const char *pat
     return status;
 }
 
-/* to[n][c][i][j] += from[n][c][i][j] over the overlap of the two tensors'
- * planes anchored at the top-left corner (channels and batch must match).
- * Forward it places the smaller conv branch into the skip's grid; backward
- * it crops the gradient back out. One axpy per row: the rows are short and
- * few (at most 256 channels x 3 rows per sample). */
-static void add_top_left(diat_context *ctx, const diat_tensor *from, diat_tensor *to)
-{
-    const int rows = from->h < to->h ? from->h : to->h;
-    const int cols = from->w < to->w ? from->w : to->w;
-    const size_t planes = (size_t)from->n * from->c;
-    for (size_t plane = 0; plane < planes; plane++) {
-        const float *src = from->data + plane * (size_t)from->h * from->w;
-        float *dst = to->data + plane * (size_t)to->h * to->w;
-        for (int r = 0; r < rows; r++)
-            ctx->backend->axpy(ctx, 1.0f, src + (size_t)r * from->w, dst + (size_t)r * to->w,
-                               (size_t)cols);
-    }
-}
-
 /* to[n][0..from->c) += from[n]: the skip's channels are the first ones of the
  * block's output; the others get zeros (i.e. nothing). Same plane size. */
 static void add_leading_channels(diat_context *ctx, const diat_tensor *from, diat_tensor *to)
@@ -259,7 +240,7 @@ static diat_status block_forward(diat_face_recognition *f, diat_face_residual_bl
         if ((st = diat_tensor_ensure(ctx, &b->out, in->n, b->conv2.out, out_h, out_w, err)))
             return st;
         diat_tensor_zero(ctx, &b->out);
-        add_top_left(ctx, &branch, &b->out);
+        be->add_overlap(ctx, &branch, &b->out);
         add_leading_channels(ctx, &skip, &b->out);
     }
     diat_activate_inplace(ctx, DIAT_ACT_RELU, 0.0f, &b->out);
@@ -337,7 +318,7 @@ static diat_status block_backward(diat_face_recognition *f, diat_face_residual_b
         if (branch_shape.h != b->out.h || branch_shape.w != b->out.w) {
             if ((st = diat_scratch_view(ctx, &f->scratch[2], &branch_shape, &cropped, err)))
                 return st;
-            add_top_left(ctx, &grad_sum, &cropped);
+            be->add_overlap(ctx, &grad_sum, &cropped);
             grad_branch = &cropped;
         }
     }
