@@ -21,7 +21,7 @@ failures=0
 section() { printf '\n==== %s (%s)\n' "$1" "$(date +%T)"; }
 run() { # run NAME COMMAND...: counts a failure, never stops the script
     local start=$SECONDS
-    "${@:2}"
+    timeout 240 "${@:2}"
     local rc=$?
     echo "---- $1: exit $rc in $((SECONDS - start)) s"
     [ $rc -eq 0 ] || [ $rc -eq 77 ] || failures=$((failures + 1))
@@ -69,10 +69,10 @@ section "training step, batch 64: engine (CUDA) and PyTorch eager (same GPU, sam
 for round in 1 2; do
     run "bench-train-engine-$round" "$build/bench/bench_train" --backend cuda --batch 64 \
         --threads "$(nproc)" --steps 5 --warmup 2 --parts 1 --celeba "$root/.device/celeba128"
-    run "bench-train-torch-$round" python3 bench/bench_train_torch.py --device cuda --batch 64 \
+    run "bench-train-torch-$round" env -u LD_LIBRARY_PATH python3 bench/bench_train_torch.py --device cuda --batch 64 \
         --threads 4 --steps 5 --warmup 2 --parts 1
 done
-run bench-train-torch-tf32 python3 bench/bench_train_torch.py --device cuda --batch 64 \
+run bench-train-torch-tf32 env -u LD_LIBRARY_PATH python3 bench/bench_train_torch.py --device cuda --batch 64 \
     --threads 4 --steps 5 --warmup 2 --parts 0 --tf32
 DIAT_CUDA_TF32=1 run bench-train-engine-tf32 "$build/bench/bench_train" --backend cuda \
     --batch 64 --threads "$(nproc)" --steps 5 --warmup 2 --parts 0 \

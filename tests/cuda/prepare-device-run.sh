@@ -19,6 +19,6 @@ for binary in build-cuda/tests/cuda/test-cuda-parity build-cuda/bench/bench_trai
     build-cuda/bench/bench_inference build-cuda/tools/diat; do
     ldd "$binary"
 done | awk '$3 ~ /^\// { print $3 }' | sort -u |
-    grep -v "^$root/" | grep -Ev '/(libc|libm|libdl|libpthread|librt|ld-linux[^/]*|libgcc_s|libstdc\+\+|libcuda[^/]*|libcudart[^/]*|libcublas[^/]*)\.so' |
+    grep -v "^$root/" | grep -Ev '/(libc|libm|libdl|libpthread|librt|ld-linux[^/]*|libgcc_s|libz|libstdc\+\+|libcuda[^/]*|libcudart[^/]*|libcublas[^/]*)\.so' |
     while read -r lib; do cp -L "$lib" .device/lib/; done
 echo ".device: $(du -sh .device | cut -f1) ($(ls .device/lib | wc -l) libraries)"
