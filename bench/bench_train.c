@@ -39,6 +39,8 @@
  * Lines starting with "RESULT " are parsed by bench/run-train.sh. */
 #include "trainer.h"
 
+#include "context.h" /* count_step_flops swaps the context's op table */
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -236,6 +238,73 @@ static diat_status run_steps(trainer *tr, int count, double *seconds, double *cp
                                       figures.step);
     }
     return DIAT_OK;
+}
+
+/* ---- counting a step's floating-point work --------------------------------
+ * One untimed step runs through a copy of the backend table whose
+ * convolutions and linear layers add up their FLOPs (2 per multiply-add;
+ * a backward counts its dx and dW products separately) before calling the
+ * real op. Element-wise work is left out, so achieved TFLOP/s is a floor. */
+
+static const diat_backend *counted_backend;
+static double counted_flops;
+
+static double conv_flops(const diat_tensor *weight, const diat_tensor *y)
+{
+    return 2.0 * (double)diat_tensor_count(y) * weight->c * weight->h * weight->w;
+}
+
+static void counting_conv2d_forward(diat_context *ctx, const diat_tensor *x,
+                                    const diat_tensor *weight, const diat_tensor *bias,
+                                    diat_conv_geometry g, diat_activation act, float slope,
+                                    diat_tensor *y)
+{
+    counted_flops += conv_flops(weight, y);
+    counted_backend->conv2d_forward(ctx, x, weight, bias, g, act, slope, y);
+}
+
+static void counting_conv2d_backward(diat_context *ctx, const diat_tensor *x,
+                                     const diat_tensor *weight, const diat_tensor *dy,
+                                     diat_conv_geometry g, diat_tensor *dx, diat_tensor *dweight,
+                                     diat_tensor *dbias)
+{
+    counted_flops += conv_flops(weight, dy) * ((dx != NULL) + (dweight != NULL));
+    counted_backend->conv2d_backward(ctx, x, weight, dy, g, dx, dweight, dbias);
+}
+
+static void counting_linear_forward(diat_context *ctx, const diat_tensor *x,
+                                    const diat_tensor *weight, const diat_tensor *bias,
+                                    diat_tensor *y)
+{
+    counted_flops += 2.0 * x->n * (double)diat_tensor_count(weight);
+    counted_backend->linear_forward(ctx, x, weight, bias, y);
+}
+
+static void counting_linear_backward(diat_context *ctx, const diat_tensor *x,
+                                     const diat_tensor *weight, const diat_tensor *dy,
+                                     diat_tensor *dx, diat_tensor *dweight, diat_tensor *dbias)
+{
+    counted_flops +=
+        2.0 * x->n * (double)diat_tensor_count(weight) * ((dx != NULL) + (dweight != NULL));
+    counted_backend->linear_backward(ctx, x, weight, dy, dx, dweight, dbias);
+}
+
+/* FLOPs of one trainer step, counted as above. */
+static diat_status count_step_flops(trainer *tr, double *flops, diat_error *err)
+{
+    diat_backend counting = *tr->ctx->backend;
+    counted_backend = tr->ctx->backend;
+    counting.conv2d_forward = counting_conv2d_forward;
+    counting.conv2d_backward = counting_conv2d_backward;
+    counting.linear_forward = counting_linear_forward;
+    counting.linear_backward = counting_linear_backward;
+    counted_flops = 0.0;
+    tr->ctx->backend = &counting;
+    step_figures figures;
+    diat_status st = trainer_step(tr, &figures, err);
+    tr->ctx->backend = counted_backend;
+    *flops = counted_flops;
+    return st;
 }
 
 /* ---- timing the parts of a step ------------------------------------------
@@ -669,8 +738,19 @@ int main(int argc, char **argv)
            n_critic * n, n_critic * n, 3.0 * n_critic * n / step);
     printf("  generator %8.3f s (%.0f%% of the step; measured with n_critic = 0)\n", gen,
            100.0 * gen / step);
-    printf("  CPU time  %8.3f s per step, all threads (wall x threads = %.3f s)\n\n", cpu_step,
+    printf("  CPU time  %8.3f s per step, all threads (wall x threads = %.3f s)\n", cpu_step,
            step * diat_context_threads(tr.ctx));
+    double flops = 0.0;
+    if ((st = count_step_flops(&tr, &flops, &err))) {
+        fprintf(stderr, "bench_train: error: %s\n", err.message);
+        trainer_free(&tr);
+        return 1;
+    }
+    printf("  work      %8.1f GFLOP per step in convolutions and linear layers = %.2f TFLOP/s "
+           "achieved\n\n",
+           flops / 1e9, flops / step / 1e12);
+    printf("RESULT step_gflop=%.2f\n", flops / 1e9);
+    printf("RESULT tflops=%.4f\n", flops / step / 1e12);
     printf("RESULT step_s=%.4f\n", step);
     printf("RESULT images_per_s=%.3f\n", n / step);
     printf("RESULT critic_step_s=%.4f\n", critic);

@@ -116,8 +116,7 @@ def main():
                         help="also compute D's and DN's weight gradients in the generator step, "
                              "as the engine's trainer does")
     parser.add_argument("--device", default="cpu",
-                        help="cpu (default) or cuda; on cuda, FP32 without TF32 unless --tf32, "
-                             "and the step's FLOPs are counted by torch's FlopCounterMode")
+                        help="cpu (default) or cuda; on cuda, FP32 without TF32 unless --tf32")
     parser.add_argument("--tf32", action="store_true",
                         help="allow TF32 tensor cores in matmuls and cuDNN convolutions")
     parser.add_argument("--check-phi", metavar="DIR",
@@ -446,19 +445,6 @@ def main():
     results = {"torch_step_s": step_s, "torch_images_per_s": n / step_s,
                "torch_critic_step_s": critic_s, "torch_generator_step_s": gen_s,
                "torch_step_cpu_s": cpu_s}
-    if cuda:
-        # The step's floating-point work as PyTorch counts it (convolutions,
-        # matmuls, their backwards and the double backward): the same work
-        # as the engine's step, so it also converts the engine's time.
-        from torch.utils.flop_counter import FlopCounterMode
-        counter = FlopCounterMode(display=False)
-        with counter:
-            step()
-        flops = counter.get_total_flops()
-        print(f"  FLOPs     {flops / 1e9:8.1f} GFLOP per step (FlopCounterMode) = "
-              f"{flops / step_s / 1e12:.2f} TFLOP/s achieved\n")
-        results["torch_step_gflop"] = flops / 1e9
-        results["torch_tflops"] = flops / step_s / 1e12
 
     if args.parts > 0:
         time_parts_once()  # untimed: the first pass meets new shapes and graphs

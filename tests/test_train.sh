@@ -40,12 +40,15 @@ csv_check() {
     if awk -F, "$3" "$2" >"$WORK/stdout" 2>&1; then pass "$1"; else fail "$1: $(cat "$WORK/stdout")"; fi
 }
 
-SMALL=(--width 4 --mask-width 4 --critic-width 4 --batch 4 --quiet)
+# DIAT_TRAIN_BACKEND=cuda runs every training command on that backend
+# (tests/cuda/device-check.sh does, on the GPU machine).
+BACKEND=(--backend "${DIAT_TRAIN_BACKEND:-auto}")
+SMALL=(--width 4 --mask-width 4 --critic-width 4 --batch 4 --quiet "${BACKEND[@]}")
 DATA=(--celeba "$CELEBA" --attribute Eyeglasses --direction remove)
 
 # ---- the denoiser DN, trained first ----
 expect_ok "denoiser trains" "$TRAIN" denoiser --celeba "$CELEBA" --run-dir "$WORK/dn" \
-    --denoiser-width 8 --denoiser-depth 3 --batch 4 --steps 150 --lr-g 2e-3 --quiet
+    --denoiser-width 8 --denoiser-depth 3 --batch 4 --steps 150 --lr-g 2e-3 --quiet "${BACKEND[@]}"
 # DN starts as the identity (error = the noise); learning removes noise.
 csv_check "denoiser loss is finite and falls" "$WORK/dn/log.csv" '
     NR > 1 { v = $13; if (v != v + 0 || v ~ /nan|inf/) bad = 1;

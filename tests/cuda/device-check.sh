@@ -62,6 +62,11 @@ run apply-cuda "$build/tools/diat" apply -q -m $model --backend cuda --box 75,30
     --no-align "$photo" /tmp/apply-cuda.png
 run apply-same "$build/tests/compare_images" close /tmp/apply-cpu.png /tmp/apply-cuda.png 1
 
+section "diat-train end to end on CUDA (tests/test_train.sh with --backend cuda)"
+run train-cli env DIAT_TRAIN_BACKEND=cuda bash tests/test_train.sh \
+    "$build/trainer/diat-train" "$build/tools/diat" tests/data/red-square.png \
+    models/face-recognition-resnet29.safetensors
+
 section "inference latency, batch 1 (target <= 2 ms)"
 run bench-inference "$build/bench/bench_inference" --backend cuda --repeats 200 --batch 64
 
@@ -74,7 +79,7 @@ for round in 1 2; do
 done
 run bench-train-torch-tf32 env -u LD_LIBRARY_PATH python3 bench/bench_train_torch.py --device cuda --batch 64 \
     --threads 4 --steps 5 --warmup 2 --parts 0 --tf32
-DIAT_CUDA_TF32=1 run bench-train-engine-tf32 "$build/bench/bench_train" --backend cuda \
+run bench-train-engine-tf32 env DIAT_CUDA_TF32=1 "$build/bench/bench_train" --backend cuda \
     --batch 64 --threads "$(nproc)" --steps 5 --warmup 2 --parts 0 \
     --celeba "$root/.device/celeba128"
 
