@@ -16,7 +16,7 @@ echo "build-cuda: built in $(($(date +%s) - start)) s here"
 # Every library the binaries need apart from the C runtime and CUDA's own.
 rm -rf .device/lib && mkdir -p .device/lib
 for binary in build-cuda/tests/cuda/test-cuda-parity build-cuda/bench/bench_train \
-    build-cuda/bench/bench_inference build-cuda/tools/diat; do
+    build-cuda/bench/bench_inference build-cuda/tools/diat build-cuda/trainer/diat-train; do
     ldd "$binary"
 done | awk '$3 ~ /^\// { print $3 }' | sort -u |
     grep -v "^$root/" | grep -Ev '/(libc|libm|libdl|libpthread|librt|ld-linux[^/]*|libgcc_s|libz|libstdc\+\+|libcuda[^/]*|libcudart[^/]*|libcublas[^/]*)\.so' |

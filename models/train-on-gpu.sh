@@ -1,0 +1,47 @@
+#!/bin/bash
+# One training run on the GPU machine (device tool), in one call: pretrain
+# the denoiser DN briefly, train DIAT for a time budget, export the F16
+# model, and leave the model, the run's log.csv, its loss plot and its last
+# sample grid in $OUT (the files that come back).
+#
+#   models/train-on-gpu.sh CELEBA ATTRIBUTE DIRECTION NAME DN_SECONDS SECONDS
+#
+# CELEBA is a carried CelebA folder (tests/cuda/make-device-data.sh makes a
+# subset; CelebA is never committed). Needs the build from
+# tests/cuda/prepare-device-run.sh (build-cuda/ and .device/lib carried).
+set -eu
+if [ $# -ne 6 ]; then
+    echo "usage: $0 CELEBA ATTRIBUTE DIRECTION NAME DN_SECONDS SECONDS" >&2
+    exit 2
+fi
+celeba=$1 attribute=$2 direction=$3 name=$4 dn_seconds=$5 seconds=$6
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+out=${OUT:-/tmp/diat-gpu-run}
+mkdir -p "$out"
+lib_dirs=/usr/local/cuda/lib64
+for lib in libcublas.so.13 libcudart.so.13; do
+    found=$(ls /usr/local/cuda/lib64/$lib 2>/dev/null || find / -xdev -name "$lib" 2>/dev/null | head -1)
+    [ -n "$found" ] && lib_dirs="$lib_dirs:$(dirname "$found")"
+done
+export LD_LIBRARY_PATH="$root/.device/lib:$lib_dirs"
+train=build-cuda/trainer/diat-train
+work=$(mktemp -d)
+common=(--celeba "$celeba" --backend cuda --threads "$(nproc)" --batch 64 --quiet)
+
+echo "== denoiser, $dn_seconds s ($(date +%T))"
+"$train" denoiser --run-dir "$work/dn" "${common[@]}" --steps 1000000 \
+    --max-time "$dn_seconds" --lr-g 1e-3 --checkpoint-every 1000000
+"$train" --run-dir "$work/dn" --export "$work/dn.safetensors"
+tail -1 "$work/dn/log.csv"
+
+echo "== DIAT $attribute $direction, $seconds s ($(date +%T))"
+"$train" transfer --run-dir "$work/run" "${common[@]}" --attribute "$attribute" \
+    --direction "$direction" --denoiser "$work/dn.safetensors" --steps 1000000 \
+    --max-time "$seconds" --sample-every 500 --checkpoint-every 1000000
+"$train" --run-dir "$work/run" --export "$out/$name.safetensors" --f16
+cp "$work/run/log.csv" "$out/$name-log.csv"
+cp "$work/run/loss.png" "$out/$name-loss.png"
+last=$(ls "$work/run/samples" | tail -1)
+[ -z "$last" ] || cp "$work/run/samples/$last" "$out/$name-samples.png"
+echo "== done ($(date +%T)): $(wc -l <"$work/run/log.csv") log rows; $(ls -la "$out" | wc -l) files"
