@@ -38,8 +38,7 @@ diat_status diat_context_new(diat_backend_kind kind, int threads, diat_context *
         if (cuda && cuda->context_open(ctx, why, sizeof why) == 0)
             ctx->backend = cuda;
         else if (kind == DIAT_BACKEND_CUDA)
-            snprintf(ctx->notice, sizeof ctx->notice, "CUDA unavailable (%s); using the CPU.",
-                     why);
+            snprintf(ctx->notice, sizeof ctx->notice, "CUDA unavailable (%s); using the CPU.", why);
     }
     /* The CPU backend's BLAS also serves host-side work of a CUDA context. */
     diat_blas_set_threads(threads);

@@ -28,14 +28,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int load(const char *path, imgio_image *img) {
+static int load(const char *path, imgio_image *img)
+{
     diat_error err = {0};
     if (imgio_load(path, img, &err) == DIAT_OK) return 0;
     fprintf(stderr, "compare_images: %s\n", err.message);
     return -1;
 }
 
-static int describe(int argc, char *argv[]) {
+static int describe(int argc, char *argv[])
+{
     imgio_image img;
     if (argc != 1 && argc != 3) return 2;
     if (load(argv[0], &img)) return 1;
@@ -57,7 +59,8 @@ static int describe(int argc, char *argv[]) {
     return 0;
 }
 
-static int untouched(int argc, char *argv[]) {
+static int untouched(int argc, char *argv[])
+{
     int expect_change = 0, expect_red = 0;
     for (int i = 3; i < argc; i++) {
         if (strcmp(argv[i], "--expect-change") == 0)
@@ -122,7 +125,8 @@ done:
     return rc;
 }
 
-static int coverage(int argc, char *argv[]) {
+static int coverage(int argc, char *argv[])
+{
     if (argc != 8) return 2;
     imgio_image mask;
     if (load(argv[0], &mask)) return 1;
@@ -151,7 +155,8 @@ static int coverage(int argc, char *argv[]) {
     return fin >= min_inside && fout <= max_outside ? 0 : 1;
 }
 
-static int convert(int argc, char *argv[]) {
+static int convert(int argc, char *argv[])
+{
     if (argc != 4) return 2;
     const int channels = atoi(argv[2]), depth = atoi(argv[3]);
     if (channels < 1 || channels > 4 || (depth != 8 && depth != 16)) return 2;
@@ -189,7 +194,8 @@ static int convert(int argc, char *argv[]) {
     return st == DIAT_OK ? 0 : 1;
 }
 
-static int close_enough(int argc, char *argv[]) {
+static int close_enough(int argc, char *argv[])
+{
     if (argc != 3) return 2;
     const int max_steps = atoi(argv[2]);
     imgio_image a, b;
@@ -220,7 +226,8 @@ static int close_enough(int argc, char *argv[]) {
     return rc;
 }
 
-int main(int argc, char *argv[]) {
+int main(int argc, char *argv[])
+{
     int rc = 2;
     if (argc >= 2) {
         if (strcmp(argv[1], "describe") == 0)

@@ -59,9 +59,8 @@ static int cuda_context_open(diat_context *ctx, char *why, size_t why_size)
     cublasSetStream(state->cublas, state->stream);
     /* FP32 by default, for parity with the CPU; TF32 tensor cores on request. */
     const char *tf32 = getenv("DIAT_CUDA_TF32");
-    cublasSetMathMode(state->cublas, tf32 && strcmp(tf32, "1") == 0
-                                         ? CUBLAS_TF32_TENSOR_OP_MATH
-                                         : CUBLAS_DEFAULT_MATH);
+    cublasSetMathMode(state->cublas, tf32 && strcmp(tf32, "1") == 0 ? CUBLAS_TF32_TENSOR_OP_MATH
+                                                                    : CUBLAS_DEFAULT_MATH);
     ctx->backend_state = state;
     return 0;
 }

@@ -21,7 +21,7 @@
  *
  * Scratch: slot 0 holds col (then dcol), slot 1 the [out][cols] GEMM output
  * or, in backward, a ones vector followed by dy'. */
-#include "cuda-internal.h"
+#include "cuda-device.cuh"
 
 #include <climits>
 #include <cstdint>
@@ -71,18 +71,6 @@ int chunk_images(const conv_shape &s)
     if (images < 1) images = 1;
     if (images > (size_t)s.batch) images = (size_t)s.batch;
     return (int)images;
-}
-
-/* Exactly activation.c's definitions (LeakyReLU as max(v,0) + slope*min(v,0)). */
-__device__ __forceinline__ float activate(float v, diat_activation act, float slope)
-{
-    switch (act) {
-    case DIAT_ACT_RELU: return v > 0.0f ? v : 0.0f;
-    case DIAT_ACT_LEAKY_RELU: return (v > 0.0f ? v : 0.0f) + slope * (v < 0.0f ? v : 0.0f);
-    case DIAT_ACT_SIGMOID: return 1.0f / (1.0f + expf(-v));
-    case DIAT_ACT_TANH: return tanhf(v);
-    default: return v;
-    }
 }
 
 /* col[(c, ki, kj)][j] for j < cols: x is the chunk's first image. Threads
@@ -149,27 +137,6 @@ __global__ void col2im_gather_kernel(const float *__restrict__ dcol, float *__re
     }
 }
 
-/* Launch shape for kernels over `planes` planes of `plane_size` elements:
- * blockIdx.y walks the planes, threads the plane, so the plane and channel
- * indices cost no per-element division. Small planes get narrow blocks
- * rather than mostly idle ones. */
-struct plane_launch {
-    dim3 grid, block;
-};
-
-plane_launch plane_launch_of(size_t planes, int plane_size)
-{
-    unsigned threads = ((unsigned)plane_size + 31u) / 32u * 32u;
-    if (threads > DIAT_CUDA_THREADS) threads = DIAT_CUDA_THREADS;
-    if (threads < 32u) threads = 32u;
-    unsigned blocks_x = ((unsigned)plane_size + threads - 1u) / threads;
-    if (blocks_x > 65535u) blocks_x = 65535u;
-    if (blocks_x < 1u) blocks_x = 1u;
-    unsigned blocks_y = planes > 65535u ? 65535u : (unsigned)planes;
-    if (blocks_y < 1u) blocks_y = 1u;
-    return {dim3(blocks_x, blocks_y), dim3(threads)};
-}
-
 /* y (NCHW, the chunk's images) = act(gemm [out][cols] + bias), one pass.
  * Plane p of y is (image p / out_c, channel p % out_c). With one image the
  * GEMM output may be y itself: each thread reads then writes one element. */
@@ -185,7 +152,7 @@ __global__ void output_epilogue_kernel(const float *gemm, const float *__restric
         const float b = bias ? bias[o] : 0.0f;
         for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < (unsigned)out_plane;
              i += blockDim.x * gridDim.x)
-            dst[i] = activate(src[i] + b, act, slope);
+            dst[i] = diat_cuda_activate(src[i] + b, act, slope);
     }
 }
 
@@ -276,7 +243,7 @@ void diat_cuda_conv2d_forward(diat_context *ctx, const diat_tensor *x, const dia
                              "conv2d forward GEMM");
 
         const size_t planes = (size_t)images * s.out_c;
-        const plane_launch launch = plane_launch_of(planes, s.out_plane);
+        const diat_cuda_plane_launch launch = diat_cuda_plane_launch_of(planes, s.out_plane);
         output_epilogue_kernel<<<launch.grid, launch.block, 0, stream>>>(
             gemm_out, bias ? bias->data : NULL, y_chunk, planes, s.out_c, s.out_plane, cols, act,
             slope);
@@ -327,7 +294,7 @@ void diat_cuda_conv2d_backward(diat_context *ctx, const diat_tensor *x, const di
         const float *dyp = dy_chunk;
         if (dyp_buffer) {
             const size_t planes = (size_t)images * s.out_c;
-            const plane_launch launch = plane_launch_of(planes, s.out_plane);
+            const diat_cuda_plane_launch launch = diat_cuda_plane_launch_of(planes, s.out_plane);
             gather_output_grad_kernel<<<launch.grid, launch.block, 0, stream>>>(
                 dy_chunk, dyp_buffer, planes, s.out_c, s.out_plane, cols);
             DIAT_CUDA_LAUNCHED("conv2d backward dy permute");

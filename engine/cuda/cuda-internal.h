@@ -156,8 +156,7 @@ void diat_cuda_upsample_bilinear_forward(diat_context *ctx, const diat_tensor *x
 void diat_cuda_upsample_bilinear_backward(diat_context *ctx, const diat_tensor *dy, int f,
                                           diat_tensor *dx);
 void diat_cuda_resize_bilinear_forward(diat_context *ctx, const diat_tensor *x, diat_tensor *y);
-void diat_cuda_resize_bilinear_backward(diat_context *ctx, const diat_tensor *dy,
-                                        diat_tensor *dx);
+void diat_cuda_resize_bilinear_backward(diat_context *ctx, const diat_tensor *dy, diat_tensor *dx);
 void diat_cuda_concat_forward(diat_context *ctx, const diat_tensor *a, const diat_tensor *b,
                               diat_tensor *y);
 void diat_cuda_concat_backward(diat_context *ctx, const diat_tensor *dy, diat_tensor *da,

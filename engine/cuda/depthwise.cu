@@ -10,7 +10,7 @@
  *    atomics, deterministic);
  *  - dweight, dbias: one block per (channel, tap) reduces over the batch and
  *    the output plane, and is the only writer of its entry. */
-#include "cuda-internal.h"
+#include "cuda-device.cuh"
 
 #include <climits>
 #include <cstdint>
@@ -42,38 +42,6 @@ depthwise_shape depthwise_shape_of(const diat_tensor *x, const diat_tensor *y, d
     return s;
 }
 
-/* Exactly activation.c's definitions (LeakyReLU as max(v,0) + slope*min(v,0)). */
-__device__ __forceinline__ float activate(float v, diat_activation act, float slope)
-{
-    switch (act) {
-    case DIAT_ACT_RELU: return v > 0.0f ? v : 0.0f;
-    case DIAT_ACT_LEAKY_RELU: return (v > 0.0f ? v : 0.0f) + slope * (v < 0.0f ? v : 0.0f);
-    case DIAT_ACT_SIGMOID: return 1.0f / (1.0f + expf(-v));
-    case DIAT_ACT_TANH: return tanhf(v);
-    default: return v;
-    }
-}
-
-/* Launch shape for kernels over `planes` planes of `plane_size` elements:
- * blockIdx.y walks the (image, channel) planes, threads the plane, so the
- * channel costs no per-element division. Small planes get narrow blocks. */
-struct plane_launch {
-    dim3 grid, block;
-};
-
-plane_launch plane_launch_of(size_t planes, int plane_size)
-{
-    unsigned threads = ((unsigned)plane_size + 31u) / 32u * 32u;
-    if (threads > DIAT_CUDA_THREADS) threads = DIAT_CUDA_THREADS;
-    if (threads < 32u) threads = 32u;
-    unsigned blocks_x = ((unsigned)plane_size + threads - 1u) / threads;
-    if (blocks_x > 65535u) blocks_x = 65535u;
-    if (blocks_x < 1u) blocks_x = 1u;
-    unsigned blocks_y = planes > 65535u ? 65535u : (unsigned)planes;
-    if (blocks_y < 1u) blocks_y = 1u;
-    return {dim3(blocks_x, blocks_y), dim3(threads)};
-}
-
 __global__ void depthwise_forward_kernel(const float *__restrict__ x,
                                          const float *__restrict__ weight,
                                          const float *__restrict__ bias, float *__restrict__ y,
@@ -98,7 +66,7 @@ __global__ void depthwise_forward_kernel(const float *__restrict__ x,
                     sum += filter[ki * s.k + kj] * in[(size_t)ih * s.in_w + iw];
                 }
             }
-            y[p * s.out_plane + i] = activate(sum, act, slope);
+            y[p * s.out_plane + i] = diat_cuda_activate(sum, act, slope);
         }
     }
 }
@@ -202,7 +170,7 @@ void diat_cuda_depthwise_conv2d_forward(diat_context *ctx, const diat_tensor *x,
     const depthwise_shape s = depthwise_shape_of(x, y, g);
     const size_t planes = (size_t)s.batch * s.channels;
     if (planes == 0 || s.out_plane == 0) return;
-    const plane_launch launch = plane_launch_of(planes, s.out_plane);
+    const diat_cuda_plane_launch launch = diat_cuda_plane_launch_of(planes, s.out_plane);
     depthwise_forward_kernel<<<launch.grid, launch.block, 0, diat_cuda_stream(ctx)>>>(
         x->data, weight->data, bias ? bias->data : NULL, y->data, s, act, slope);
     DIAT_CUDA_LAUNCHED("depthwise conv2d forward");
@@ -219,7 +187,7 @@ void diat_cuda_depthwise_conv2d_backward(diat_context *ctx, const diat_tensor *x
     cudaStream_t stream = diat_cuda_stream(ctx);
 
     if (dx && s.in_plane > 0) {
-        const plane_launch launch = plane_launch_of(planes, s.in_plane);
+        const diat_cuda_plane_launch launch = diat_cuda_plane_launch_of(planes, s.in_plane);
         depthwise_input_grad_kernel<<<launch.grid, launch.block, 0, stream>>>(
             dy->data, weight->data, dx->data, s);
         DIAT_CUDA_LAUNCHED("depthwise conv2d backward dx");

@@ -6,7 +6,7 @@
  * forwards overwrite their output, backwards accumulate (+=) and skip a
  * gradient passed NULL. Every kernel is a grid-stride loop over size_t
  * indices on the context's stream; nothing here synchronises. */
-#include "cuda-internal.h"
+#include "cuda-device.cuh"
 
 /* ---- fill, axpy, add, mul ------------------------------------------------ */
 
@@ -101,16 +101,6 @@ void diat_cuda_add_overlap(diat_context *ctx, const diat_tensor *from, diat_tens
  * CPU: relu' = y > 0, leaky' = y > 0 ? 1 : slope, sigmoid' = y (1 - y),
  * tanh' = 1 - y^2. */
 
-template <int KIND> static __device__ __forceinline__ float activate(float v, float slope)
-{
-    if (KIND == DIAT_ACT_RELU) return v > 0.0f ? v : 0.0f;
-    /* The CPU's branch-free form, kept so NaN and -0 come out the same. */
-    if (KIND == DIAT_ACT_LEAKY_RELU) return (v > 0.0f ? v : 0.0f) + slope * (v < 0.0f ? v : 0.0f);
-    if (KIND == DIAT_ACT_SIGMOID) return 1.0f / (1.0f + expf(-v));
-    if (KIND == DIAT_ACT_TANH) return tanhf(v);
-    return v;
-}
-
 template <int KIND>
 static __device__ __forceinline__ float activation_gradient(float y, float dy, float slope)
 {
@@ -129,7 +119,7 @@ static __global__ void activation_forward_kernel(float slope, const float *x, fl
 {
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < count;
          i += (size_t)gridDim.x * blockDim.x)
-        y[i] = activate<KIND>(x[i], slope);
+        y[i] = diat_cuda_activate(x[i], (diat_activation)KIND, slope);
 }
 
 template <int KIND>

@@ -7,7 +7,7 @@
  * result. Sums are in double as on the CPU (engine/cpu/loss.c), and the grid
  * depends only on the sizes, so a result is the same on every run. Backwards
  * accumulate (+=) and skip a gradient passed NULL. */
-#include "cuda-internal.h"
+#include "cuda-device.cuh"
 
 #include <math.h>
 
@@ -22,35 +22,6 @@ enum {
 
 /* As on the CPU: keeps g_i / ||g_i|| finite when a sample's gradient vanishes. */
 #define GP_NORM_EPS 1e-12
-
-/* ---- block reduction ------------------------------------------------------- */
-
-static __device__ __forceinline__ double warp_sum(double v)
-{
-    for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_down_sync(0xffffffffu, v, offset);
-    return v;
-}
-
-/* The block's total, in every thread; blockDim.x a multiple of 32. The final
- * barrier lets a caller reduce again right away. */
-static __device__ double block_sum(double v)
-{
-    __shared__ double warp_totals[32];
-    __shared__ double total;
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    v = warp_sum(v);
-    if (lane == 0) warp_totals[warp] = v;
-    __syncthreads();
-    if (warp == 0) {
-        double w = lane < (int)(blockDim.x >> 5) ? warp_totals[lane] : 0.0;
-        w = warp_sum(w);
-        if (lane == 0) total = w;
-    }
-    __syncthreads();
-    const double result = total;
-    __syncthreads();
-    return result;
-}
 
 /* ---- first pass: partial sums ------------------------------------------------
  * The input is `segments` runs of `segment_length` terms (one run for a whole
@@ -89,7 +60,7 @@ static __global__ void partial_sums_kernel(Term term, size_t segment_length, int
         for (size_t j = (size_t)blockIdx.x * blockDim.x + threadIdx.x; j < segment_length;
              j += (size_t)gridDim.x * blockDim.x)
             sum += term(base + j);
-        sum = block_sum(sum);
+        sum = diat_cuda_block_sum(sum);
         if (threadIdx.x == 0) partials[(size_t)segment * gridDim.x + blockIdx.x] = sum;
     }
 }
@@ -126,7 +97,7 @@ static __global__ void finish_sum_kernel(const double *partials, int partial_cou
 {
     double sum = 0.0;
     for (int i = threadIdx.x; i < partial_count; i += blockDim.x) sum += partials[i];
-    sum = block_sum(sum);
+    sum = diat_cuda_block_sum(sum);
     if (threadIdx.x != 0) return;
     if (total) *total = sum;
     if (!out) return;
@@ -249,7 +220,7 @@ static __global__ void penalty_finish_kernel(const double *partials, int chunks,
         /* d/dg (r - 1)^2 = 2 (r - 1) g / r, in the CPU's order of operations */
         if (coefficients) coefficients[s] = (float)(2.0 * lambda / samples * (norm - 1.0) / norm);
     }
-    excess_squares = block_sum(excess_squares);
+    excess_squares = diat_cuda_block_sum(excess_squares);
     if (threadIdx.x == 0 && out) out[0] = (float)(lambda * excess_squares / samples);
 }
 

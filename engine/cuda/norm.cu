@@ -15,7 +15,7 @@
  * into an FMA, so it rounds exactly as the (unfused) CPU code: for a
  * near-constant group invstd approaches 1/sqrt(eps) and x * scale + shift
  * cancels, where a fused result would differ from the CPU's by ~1e-5. */
-#include "cuda-internal.h"
+#include "cuda-device.cuh"
 
 #include <math.h>
 
@@ -28,35 +28,6 @@ typedef struct norm_group {
     size_t runs, run_stride, plane;
 } norm_group;
 } // namespace
-
-/* ---- block reduction -------------------------------------------------------- */
-
-static __device__ __forceinline__ double warp_sum(double v)
-{
-    for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_down_sync(0xffffffffu, v, offset);
-    return v;
-}
-
-/* The block's total, in every thread; blockDim.x a multiple of 32. The final
- * barrier lets a caller reduce again right away. */
-static __device__ double block_sum(double v)
-{
-    __shared__ double warp_totals[32];
-    __shared__ double total;
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    v = warp_sum(v);
-    if (lane == 0) warp_totals[warp] = v;
-    __syncthreads();
-    if (warp == 0) {
-        double w = lane < (int)(blockDim.x >> 5) ? warp_totals[lane] : 0.0;
-        w = warp_sum(w);
-        if (lane == 0) total = w;
-    }
-    __syncthreads();
-    const double result = total;
-    __syncthreads();
-    return result;
-}
 
 /* Calls visit(address) for this thread's share of the group starting at
  * `base`: flat indices threadIdx.x, + blockDim.x, ..., as (run, offset)
@@ -96,13 +67,13 @@ static __global__ void norm_forward_kernel(const float *x, const float *gamma, c
 
     double sum = 0.0;
     for_each_in_group(g, base, [&](size_t at) { sum += x[at]; });
-    const double mean = block_sum(sum) / count;
+    const double mean = diat_cuda_block_sum(sum) / count;
     double squares = 0.0;
     for_each_in_group(g, base, [&](size_t at) {
         const double u = x[at] - mean;
         squares += u * u;
     });
-    const double variance = block_sum(squares) / count;
+    const double variance = diat_cuda_block_sum(squares) / count;
 
     const float invstd = (float)(1.0 / sqrt(variance + eps));
     const float scale = (gamma ? gamma[channel] : 1.0f) * invstd;
@@ -162,8 +133,8 @@ static __global__ void norm_backward_kernel(const float *x, const float *gamma,
         sum_dy += gs;
         sum_dy_xhat += (double)gs * ((x[at] - mean) * invstd);
     });
-    sum_dy = block_sum(sum_dy);
-    sum_dy_xhat = block_sum(sum_dy_xhat);
+    sum_dy = diat_cuda_block_sum(sum_dy);
+    sum_dy_xhat = diat_cuda_block_sum(sum_dy_xhat);
 
     if (threadIdx.x == 0) {
         if (group_sums) {
