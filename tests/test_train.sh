@@ -2,7 +2,9 @@
 # End-to-end tests of diat-train on real CelebA faces (../shared/data):
 # a denoiser run, a short DIAT run whose losses must be finite and move as
 # expected, exact resume, SIGINT and time-budget stops, export into a model
-# that `diat apply` loads, and clear errors for bad data and options.
+# that `diat apply` loads, a new run --init-from that model (critic warm-up,
+# frozen generator, provenance, resume) and clear errors for bad data and
+# options.
 #
 #   test_train.sh DIAT_TRAIN DIAT RED_SQUARE FACE_RECOGNITION_MODEL
 #
@@ -119,7 +121,68 @@ else fail "SIGINT checkpoints and exits 130 (exit $rc)"; fi
 steps=$(($(wc -l <"$WORK/sigint/log.csv") - 1))
 expect_ok "resume after SIGINT" "$TRAIN" "${FAST[@]}" --run-dir "$WORK/sigint" --steps $((steps + 2)) --resume
 
+# ---- --init-from: a new run from the exported model, a fresh critic first ----
+# No --width/--mask-width: they come from the model (4, not the defaults).
+INIT=("${DATA[@]}" --critic-width 4 --batch 4 --n-critic 1 --lambda-id 0 --lambda-pr 0 --quiet "${BACKEND[@]}")
+MODEL=$WORK/model.safetensors
+expect_ok "--init-from: 5 critic warm-up steps, 0 generator steps" "$TRAIN" "${INIT[@]}" \
+    --init-from "$MODEL" --critic-warmup 5 --steps 0 --run-dir "$WORK/init"
+csv_check "warm-up rows are steps -5..-1, critic terms only" "$WORK/init/log.csv" '
+    NR > 1 { if ($1 != NR - 7) { print "row " NR ": step " $1; exit 1 }
+             for (i = 3; i <= 12; i++) if ($i != $i + 0 || $i ~ /nan|inf/) { print "row " NR " col " i ": " $i; exit 1 }
+             for (i = 6; i <= 11; i++) if ($i + 0 != 0) { print "row " NR " col " i " not 0: " $i; exit 1 }
+             if ($3 + 0 != 0 || $5 + 0 != 0) critic = 1 }
+    END { if (NR != 6 || !critic) { print NR " rows, critic terms seen " critic; exit 1 } }'
+# T and M stay frozen in the warm-up, M's batch-norm statistics included: an
+# F16 export before any generator step holds the model's very tensor bytes
+# (the data after each header; F16 -> F32 -> F16 is exact).
+expect_ok "export right after the warm-up" "$TRAIN" --run-dir "$WORK/init" \
+    --export "$WORK/init.safetensors" --f16
+tensor_bytes() { local n; n=$(od -An -tu8 -N8 "$1" | tr -d ' '); tail -c +$((9 + n)) "$1"; }
+if [ -s "$WORK/init.safetensors" ] &&
+    cmp -s <(tensor_bytes "$MODEL") <(tensor_bytes "$WORK/init.safetensors"); then
+    pass "T and M after the warm-up are the model's"; else fail "T and M after the warm-up are the model's"; fi
+run "$DIAT" info "$WORK/init.safetensors"
+if grep -q "initialised_from: model.safetensors (" "$WORK/stdout" &&
+    grep -q "training_iterations: 0" "$WORK/stdout" && grep -q "default_ratio: 0.120" "$WORK/stdout"; then
+    pass "export says where it was initialised from"; else fail "export says where it was initialised from"; fi
+expect_ok "resume the --init-from run (widths from its checkpoint)" "$TRAIN" "${INIT[@]}" \
+    --run-dir "$WORK/init" --steps 2 --resume
+csv_check "generator steps follow the warm-up" "$WORK/init/log.csv" '
+    NR > 1 { s = s " " $1 } END { if (s != " -5 -4 -3 -2 -1 1 2") { print "steps" s; exit 1 } }'
+run "$TRAIN" --run-dir "$WORK/init" --export "$WORK/init2.safetensors"
+if [ $rc -eq 0 ] && "$DIAT" info "$WORK/init2.safetensors" 2>&1 | grep -q "initialised_from: model.safetensors"
+then pass "a resumed run's export keeps initialised_from"; else fail "a resumed run's export keeps initialised_from"; fi
+# Stopped inside the warm-up (time budget), resumed: the same log as straight.
+expect_ok "straight: warm-up 60, 2 steps" "$TRAIN" "${INIT[@]}" --init-from "$MODEL" \
+    --critic-warmup 60 --steps 2 --run-dir "$WORK/warm1"
+expect_ok "stopped in the warm-up" "$TRAIN" "${INIT[@]}" --init-from "$MODEL" \
+    --critic-warmup 60 --steps 2 --run-dir "$WORK/warm2" --max-time 0.1
+expect_ok "resumed in the warm-up" "$TRAIN" "${INIT[@]}" --run-dir "$WORK/warm2" --steps 2 --resume
+if cmp -s <(cut -d, -f1,3- "$WORK/warm1/log.csv") <(cut -d, -f1,3- "$WORK/warm2/log.csv"); then
+    pass "warm-up resumes exactly"; else fail "warm-up resumes exactly"; fi
+
 # ---- bad options and data give clear errors ----
+expect_error "--init-from with --resume" "--resume" "$TRAIN" "${INIT[@]}" --init-from "$MODEL" \
+    --run-dir "$WORK/init" --resume
+expect_error "--init-from: another attribute" "attribute" "$TRAIN" "${INIT[@]}" --attribute Smiling \
+    --init-from "$MODEL" --run-dir "$WORK/x6"
+expect_error "--init-from: another direction" "direction" "$TRAIN" "${INIT[@]}" --direction add \
+    --init-from "$MODEL" --run-dir "$WORK/x7"
+expect_error "--init-from: another width" "--width" "$TRAIN" "${INIT[@]}" --width 8 \
+    --init-from "$MODEL" --run-dir "$WORK/x8"
+head -c 2000 "$MODEL" >"$WORK/truncated.safetensors"
+expect_error "--init-from: a truncated file" "truncated.safetensors" "$TRAIN" "${INIT[@]}" \
+    --init-from "$WORK/truncated.safetensors" --run-dir "$WORK/x9"
+cp "$MODEL" "$WORK/nan.safetensors"
+printf '\377\377\377\377' | dd of="$WORK/nan.safetensors" bs=1 conv=notrunc status=none \
+    seek=$(($(stat -c %s "$MODEL") - 4))
+expect_error "--init-from: a NaN weight" "non-finite" "$TRAIN" "${INIT[@]}" \
+    --init-from "$WORK/nan.safetensors" --run-dir "$WORK/x10"
+expect_error "--init-from: a checkpoint is the wrong kind" "not a DIAT model" "$TRAIN" "${INIT[@]}" \
+    --init-from "$WORK/run/checkpoint.safetensors" --run-dir "$WORK/x11"
+expect_error "--init-from: a missing file" "nowhere.safetensors" "$TRAIN" "${INIT[@]}" \
+    --init-from "$WORK/nowhere.safetensors" --run-dir "$WORK/x12"
 expect_error "no data" "no data" "$TRAIN" --run-dir "$WORK/x" --attribute Smiling
 expect_error "no attribute" "--attribute" "$TRAIN" --celeba "$CELEBA" --run-dir "$WORK/x"
 expect_error "unknown attribute" "Sunglasses" "$TRAIN" --celeba "$CELEBA" --attribute Sunglasses \

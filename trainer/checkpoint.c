@@ -57,6 +57,10 @@ static diat_status save_settings(const train_options *o, diat_st_writer *w, diat
     diat_status st = diat_st_writer_set_metadata(w, "opt.ratio", ratio, err);
     if (!st && o->attribute)
         st = diat_st_writer_set_metadata(w, "opt.attribute", o->attribute, err);
+    /* Where T and M came from, so every later export can say so. */
+    if (!st && o->init_note[0])
+        st = diat_st_writer_set_metadata(w, "opt.init_from", o->init_note, err);
+    if (!st) st = set_long(w, "opt.critic_warmup", o->critic_warmup, err);
     for (size_t i = 0; !st && i < sizeof numbers / sizeof numbers[0]; i++)
         st = set_long(w, numbers[i].key, numbers[i].value, err);
     return st;
@@ -120,6 +124,7 @@ diat_status checkpoint_save(const trainer *tr, const char *path, diat_error *err
     if (!st) st = diat_st_writer_set_metadata(w, "run_shape", shape, err);
     if (!st) st = save_settings(&tr->opt, w, err);
     if (!st) st = set_long(w, "step", tr->step, err);
+    if (!st) st = set_long(w, "warmup_done", tr->warmup_done, err);
     if (!st) st = set_long(w, "adam_g_step", tr->opt_g.step, err);
     if (!st) st = set_long(w, "adam_d_step", tr->opt_d.step, err);
     if (!st) st = set_hex(w, "rng", tr->rng, err);
@@ -152,6 +157,18 @@ static diat_status read_counter(const diat_safetensors *st, const char *path, co
         return diat_set_error(err, DIAT_ERR_FORMAT, "Checkpoint %s lacks a valid '%s'.", path, key);
     *out = value;
     return DIAT_OK;
+}
+
+/* The run's --init-from provenance into `o`; returns its warm-up length
+ * (0 in checkpoints from before the warm-up existed). */
+static long read_provenance(const diat_safetensors *st, train_options *o)
+{
+    const char *note = diat_safetensors_metadata(st, "opt.init_from");
+    const char *warmup = diat_safetensors_metadata(st, "opt.critic_warmup");
+    snprintf(o->init_note, sizeof o->init_note, "%s", note ? note : "");
+    long value = warmup ? strtol(warmup, NULL, 10) : 0;
+    o->critic_warmup = value > 0 && value <= 100000000 ? (int)value : 0;
+    return o->critic_warmup;
 }
 
 diat_status checkpoint_read_settings(const char *path, train_options *o, diat_error *err)
@@ -192,7 +209,41 @@ diat_status checkpoint_read_settings(const char *path, train_options *o, diat_er
             o->attribute = o->attribute_storage;
         }
         o->ratio = ratio ? strtof(ratio, NULL) : o->ratio;
+        read_provenance(st, o);
     }
+    diat_safetensors_close(st);
+    return status;
+}
+
+diat_status checkpoint_read_resume(const char *path, train_options *o, diat_error *err)
+{
+    diat_safetensors *st = NULL;
+    diat_status status = diat_safetensors_open(path, &st, err);
+    if (status != DIAT_OK) return status;
+    const char *format = diat_safetensors_metadata(st, "format");
+    if (!format || strcmp(format, CHECKPOINT_FORMAT) != 0)
+        status = diat_set_error(err, DIAT_ERR_FORMAT, "%s is not a diat-train checkpoint.", path);
+    /* Widths not given: the run's own (an --init-from run took them from its
+     * model, and the command that resumes it need not know them). Given ones
+     * are compared with the run's shape in checkpoint_load. */
+    uint64_t value = 0;
+    if (!status && !o->width_given &&
+        !(status = read_counter(st, path, "opt.width", 0, &value, err)))
+        o->width = (int)value;
+    if (!status && !o->mask_width_given &&
+        !(status = read_counter(st, path, "opt.mask_width", 0, &value, err)))
+        o->mask_width = (int)value;
+    /* The ratio is part of the loss: the resumed run must keep the run's. */
+    const char *ratio = diat_safetensors_metadata(st, "opt.ratio");
+    if (!status && !o->ratio_given && ratio) o->ratio = strtof(ratio, NULL);
+    /* The warm-up length belongs to the run, like its logged step numbers. */
+    int given = o->critic_warmup;
+    long warmup = status ? 0 : read_provenance(st, o);
+    if (!status && o->critic_warmup_given && given != warmup)
+        status = diat_set_error(err, DIAT_ERR_ARGUMENT,
+                                "--critic-warmup %d: the run in %s has %ld; resume it without "
+                                "--critic-warmup.",
+                                given, path, warmup);
     diat_safetensors_close(st);
     return status;
 }
@@ -215,6 +266,10 @@ diat_status checkpoint_load(trainer *tr, const char *path, diat_error *err)
                                 path, shape ? shape : "unknown", expected);
     uint64_t step = 0, adam_g = 0, adam_d = 0;
     if (!status) status = read_counter(st, path, "step", 0, &step, err);
+    /* Checkpoints from before the critic warm-up existed have none. */
+    uint64_t warmup_done = 0;
+    if (!status && diat_safetensors_metadata(st, "warmup_done"))
+        status = read_counter(st, path, "warmup_done", 0, &warmup_done, err);
     if (!status) status = read_counter(st, path, "adam_g_step", 0, &adam_g, err);
     if (!status) status = read_counter(st, path, "adam_d_step", 0, &adam_d, err);
     if (!status) status = read_counter(st, path, "rng", 1, &tr->rng, err);
@@ -235,6 +290,7 @@ diat_status checkpoint_load(trainer *tr, const char *path, diat_error *err)
     if (!status && tr->data) status = diat_dataset_set_position(tr->data, &position, err);
     if (!status) {
         tr->step = (long)step;
+        tr->warmup_done = (long)warmup_done;
         tr->opt_g.step = (int)adam_g;
         tr->opt_d.step = (int)adam_d;
     }
@@ -288,12 +344,16 @@ diat_status export_model(const trainer *tr, const char *path, diat_error *err)
         if (!st) st = set_text(w, "direction", o->add ? "add" : "remove", err);
         if (!st) st = set_text(w, "label", label, err);
         if (!st) st = set_text(w, "default_ratio", text, err);
+        if (!st && o->init_note[0]) st = set_text(w, "initialised_from", o->init_note, err);
         if (!st) {
             snprintf(text, sizeof text,
                      "lambda_gp=%g lambda_ap=%g lambda_id=%g lambda_pr=%g lambda_ar=%g "
                      "n_critic=%d lr_g=%g lr_d=%g betas=(%g,%g) batch=%d seed=%" PRIu64,
                      o->lambda_gp, o->lambda_ap, o->lambda_id, o->lambda_pr, o->lambda_ar,
                      o->n_critic, o->lr_g, o->lr_d, o->beta1, o->beta2, o->batch, o->seed);
+            if (o->critic_warmup > 0)
+                snprintf(text + strlen(text), sizeof text - strlen(text), " critic_warmup=%d",
+                         o->critic_warmup);
             st = set_text(w, "training_settings", text, err);
         }
         if (!st) st = diat_net_save(&tr->transform.net, w, dtype, err);

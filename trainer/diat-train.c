@@ -130,6 +130,9 @@ int main(int argc, char **argv)
     if (opt.export_path && file_exists(checkpoint) &&
         checkpoint_read_settings(checkpoint, &opt, &err))
         return fail(&err);
+    /* Settings that decide the networks' shapes, before building them. */
+    if (opt.resume && checkpoint_read_resume(checkpoint, &opt, &err)) return fail(&err);
+    if (opt.init_from && init_from_read_settings(opt.init_from, &opt, &err)) return fail(&err);
     if (trainer_init(&tr, &opt, &err)) {
         int rc = fail(&err);
         trainer_free(&tr);
@@ -146,37 +149,50 @@ int main(int argc, char **argv)
             trainer_free(&tr);
             return rc;
         }
-        if (!opt.quiet) fprintf(stderr, "diat-train: resumed at step %ld\n", tr.step);
+        if (!opt.quiet)
+            fprintf(stderr, "diat-train: resumed at step %ld (critic warm-up %ld/%d)\n", tr.step,
+                    tr.warmup_done, opt.critic_warmup);
     }
+    if (opt.init_from && !opt.quiet)
+        fprintf(stderr, "diat-train: T and M from %s; %d critic warm-up steps first\n",
+                opt.init_note, opt.critic_warmup);
     if (!opt.quiet)
         fprintf(stderr, "diat-train: %s backend, %d threads, BLAS: %s\n",
                 diat_context_backend_name(tr.ctx), diat_context_threads(tr.ctx),
                 diat_blas_description());
 
     const double start = now_seconds();
-    const long first_step = tr.step;
+    /* Rates and ETA per phase: a critic-only step costs less than a full one. */
+    double phase_start = start;
+    long phase_first = tr.warmup_done < opt.critic_warmup ? tr.warmup_done : tr.step;
     const char *reason = "finished";
     int rc = 0;
-    while (tr.step < opt.steps) {
+    while (tr.warmup_done < opt.critic_warmup || tr.step < opt.steps) {
+        int warming = tr.warmup_done < opt.critic_warmup;
         step_figures figures;
-        if (trainer_step(&tr, &figures, &err)) {
+        if ((warming ? trainer_warmup_step : trainer_step)(&tr, &figures, &err)) {
             rc = fail(&err);
             reason = "error";
             break;
         }
-        double elapsed = now_seconds() - start;
+        double now = now_seconds(), elapsed = now - start;
         figures.seconds = elapsed;
-        double per_step = elapsed / (double)(tr.step - first_step);
+        long done = warming ? tr.warmup_done : tr.step;
+        long total = warming ? opt.critic_warmup : opt.steps;
+        double per_step = (now - phase_start) / (double)(done - phase_first);
         int new_log = !file_exists(log);
         if (report_append_csv(log, &figures, new_log, &err)) {
             rc = fail(&err);
             break;
         }
-        report_progress(&tr, &figures, opt.batch / per_step,
-                        per_step * (double)(opt.steps - tr.step));
+        report_progress(&tr, &figures, opt.batch / per_step, per_step * (double)(total - done));
+        if (warming && tr.warmup_done == opt.critic_warmup) {
+            phase_start = now;
+            phase_first = tr.step;
+        }
         int stop = stop_signal || (opt.max_time > 0 && elapsed >= opt.max_time);
-        int checkpoint_due = stop || tr.step % opt.checkpoint_every == 0;
-        int samples_due = tr.step % opt.sample_every == 0;
+        int checkpoint_due = stop || done % opt.checkpoint_every == 0;
+        int samples_due = !warming && tr.step % opt.sample_every == 0;
         if ((checkpoint_due || samples_due) &&
             (rc = save_outputs(&tr, checkpoint, log, plot, samples_dir, checkpoint_due,
                                samples_due)))
@@ -186,12 +202,12 @@ int main(int argc, char **argv)
             break;
         }
     }
-    if (rc == 0 && tr.step >= opt.steps)
-        rc = save_outputs(&tr, checkpoint, log, plot, samples_dir, 1, 1);
+    int finished = tr.step >= opt.steps && tr.warmup_done >= opt.critic_warmup;
+    if (rc == 0 && finished) rc = save_outputs(&tr, checkpoint, log, plot, samples_dir, 1, 1);
     if (!opt.quiet)
         fprintf(stderr, "\ndiat-train: %s at step %ld (%zu unreadable images skipped)%s\n", reason,
                 tr.step, diat_dataset_skipped(tr.data),
-                tr.step < opt.steps && rc == 0 ? "; continue with --resume" : "");
+                !finished && rc == 0 ? "; continue with --resume" : "");
     trainer_free(&tr);
     if (rc) return rc;
     return stop_signal ? 128 + stop_signal : 0;

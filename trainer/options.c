@@ -17,6 +17,13 @@ static const struct {
     {"Male", 0.70f},
 };
 
+/* Critic-only steps before an --init-from run trains T and M. The new D is
+ * random, and its first gradients would push a trained T and M anywhere;
+ * WGAN's reference code gives a fresh critic 100 steps per generator step for
+ * the first 25 (2500 in all). Against an already good T and M, 200 (40
+ * generator steps' worth at --n-critic 5; seconds on a GPU) is a cheap start. */
+#define CRITIC_WARMUP 200
+
 static void set_defaults(train_options *o)
 {
     memset(o, 0, sizeof *o);
@@ -27,13 +34,14 @@ static void set_defaults(train_options *o)
     o->critic_width = 32;   /* D is not shipped; wider than T for a sharper critic */
     o->denoiser_width = 32; /* DN: small DnCNN-like net */
     o->denoiser_depth = 5;
-    o->lambda_gp = 10.0f; /* WGAN-GP paper (Gulrajani et al. 2017) */
-    o->lambda_ap = 1.0f;  /* per-element mean of D's layer-4/5 features */
-    o->lambda_id = 1.0f;  /* per-face squared distance of 128-d embeddings (~0.36 at 0.6) */
-    o->lambda_pr = 10.0f; /* per-pixel mean: small values, so a larger weight */
-    o->lambda_ar = 1.0f;  /* |mean(m) - p| is at most 1 */
-    o->ratio = -1.0f;     /* per attribute, see kDefaultRatios */
-    o->n_critic = 5;      /* WGAN-GP paper */
+    o->lambda_gp = 10.0f;  /* WGAN-GP paper (Gulrajani et al. 2017) */
+    o->lambda_ap = 1.0f;   /* per-element mean of D's layer-4/5 features */
+    o->lambda_id = 1.0f;   /* per-face squared distance of 128-d embeddings (~0.36 at 0.6) */
+    o->lambda_pr = 10.0f;  /* per-pixel mean: small values, so a larger weight */
+    o->lambda_ar = 1.0f;   /* |mean(m) - p| is at most 1 */
+    o->ratio = -1.0f;      /* per attribute, see kDefaultRatios */
+    o->critic_warmup = -1; /* CRITIC_WARMUP with --init-from, else 0 */
+    o->n_critic = 5;       /* WGAN-GP paper */
     o->noise_sigma = 0.05f;
     o->lr_g = 1e-4f; /* WGAN-GP paper: 1e-4, betas (0.5, 0.9) */
     o->lr_d = 1e-4f;
@@ -96,7 +104,8 @@ static void usage(FILE *out)
             "  --lr-g X, --lr-d X     learning rates of T+M and of D (default 1e-4 each)\n"
             "  --beta1 X, --beta2 X   Adam betas (default 0.5, 0.9: the WGAN-GP paper)\n"
             "  --batch N              faces per step (default 16)\n"
-            "  --steps N              generator steps (default 20000)\n"
+            "  --steps N              generator steps (default 20000; 0: only the critic\n"
+            "                         warm-up, e.g. to inspect it)\n"
             "  --seed N               seed: a fixed seed gives a reproducible run (default 1)\n"
             "Run:\n"
             "  --run-dir DIR          checkpoints, log.csv, samples/ and loss plot go here\n"
@@ -104,7 +113,17 @@ static void usage(FILE *out)
             "                         --lambda-pr > 0)\n"
             "  --face-recognition FILE identity network (default\n"
             "                         models/face-recognition-resnet29.safetensors)\n"
-            "  --resume               continue from DIR/checkpoint.safetensors exactly\n"
+            "  --resume               continue from DIR/checkpoint.safetensors exactly (T\n"
+            "                         and M widths and --ratio, when not given, come from it)\n"
+            "  --init-from MODEL      start T and M from a model `--export` wrote (F32 or\n"
+            "                         F16) instead of random weights, with a fresh D and\n"
+            "                         fresh Adam moments. Its attribute and direction must\n"
+            "                         be the run's; --width, --mask-width must match it\n"
+            "                         when given (else are taken from it), --ratio defaults\n"
+            "                         to its default_ratio. Not with --resume\n"
+            "  --critic-warmup N      critic-only steps, T and M frozen, before training\n"
+            "                         (default 200 with --init-from, else 0); logged as\n"
+            "                         steps -N..-1 with the generator columns 0\n"
             "  --max-time SECONDS     stop cleanly (with a checkpoint) after this long\n"
             "  --checkpoint-every N   steps between checkpoints (default 500; also on\n"
             "                         SIGINT/SIGTERM and at the end)\n"
@@ -150,6 +169,8 @@ enum {
     OPT_DENOISER,
     OPT_FACE_RECOGNITION,
     OPT_RESUME,
+    OPT_INIT_FROM,
+    OPT_CRITIC_WARMUP,
     OPT_MAX_TIME,
     OPT_CHECKPOINT_EVERY,
     OPT_SAMPLE_EVERY,
@@ -201,6 +222,19 @@ static int check_consistency(train_options *o)
         fprintf(stderr, "diat-train: error: --run-dir is required (see --help)\n");
         return -1;
     }
+    if (o->init_from && (o->resume || o->export_path)) {
+        fprintf(stderr,
+                "diat-train: error: --init-from starts a new run; it does not go with "
+                "%s (a resumed run keeps the weights its checkpoint holds)\n",
+                o->resume ? "--resume" : "--export");
+        return -1;
+    }
+    if (o->mode == TRAIN_DENOISER && (o->init_from || o->critic_warmup_given)) {
+        fprintf(stderr, "diat-train: error: --init-from and --critic-warmup apply to transfer "
+                        "runs, not to the denoiser\n");
+        return -1;
+    }
+    if (o->critic_warmup < 0) o->critic_warmup = o->init_from ? CRITIC_WARMUP : 0;
     if (o->export_path) return 0;
     int folders = o->source_dir || o->target_dir;
     if (folders && (!o->source_dir || !o->target_dir)) {
@@ -290,6 +324,8 @@ int train_options_parse(int argc, char **argv, train_options *o)
         {"denoiser", 1, 0, OPT_DENOISER},
         {"face-recognition", 1, 0, OPT_FACE_RECOGNITION},
         {"resume", 0, 0, OPT_RESUME},
+        {"init-from", 1, 0, OPT_INIT_FROM},
+        {"critic-warmup", 1, 0, OPT_CRITIC_WARMUP},
         {"max-time", 1, 0, OPT_MAX_TIME},
         {"checkpoint-every", 1, 0, OPT_CHECKPOINT_EVERY},
         {"sample-every", 1, 0, OPT_SAMPLE_EVERY},
@@ -328,8 +364,14 @@ int train_options_parse(int argc, char **argv, train_options *o)
         case OPT_FACE_DETECTOR: o->face_detector_path = optarg; break;
         case OPT_FACE_LANDMARKS: o->face_landmarks_path = optarg; break;
         case OPT_NO_FLIP: o->flip = 0; break;
-        case OPT_WIDTH: bad = parse_int(optarg, "--width", 1, 256, &o->width); break;
-        case OPT_MASK_WIDTH: bad = parse_int(optarg, "--mask-width", 1, 256, &o->mask_width); break;
+        case OPT_WIDTH:
+            bad = parse_int(optarg, "--width", 1, 256, &o->width);
+            o->width_given = 1;
+            break;
+        case OPT_MASK_WIDTH:
+            bad = parse_int(optarg, "--mask-width", 1, 256, &o->mask_width);
+            o->mask_width_given = 1;
+            break;
         case OPT_CRITIC_WIDTH:
             bad = parse_int(optarg, "--critic-width", 1, 256, &o->critic_width);
             break;
@@ -344,7 +386,10 @@ int train_options_parse(int argc, char **argv, train_options *o)
         case OPT_LAMBDA_ID: bad = parse_float(optarg, "--lambda-id", 0, 1e6, &o->lambda_id); break;
         case OPT_LAMBDA_PR: bad = parse_float(optarg, "--lambda-pr", 0, 1e6, &o->lambda_pr); break;
         case OPT_LAMBDA_AR: bad = parse_float(optarg, "--lambda-ar", 0, 1e6, &o->lambda_ar); break;
-        case OPT_RATIO: bad = parse_float(optarg, "--ratio", 0, 1, &o->ratio); break;
+        case OPT_RATIO:
+            bad = parse_float(optarg, "--ratio", 0, 1, &o->ratio);
+            o->ratio_given = 1;
+            break;
         case OPT_N_CRITIC: bad = parse_int(optarg, "--n-critic", 1, 100, &o->n_critic); break;
         case OPT_NOISE_SIGMA:
             bad = parse_float(optarg, "--noise-sigma", 0, 1, &o->noise_sigma);
@@ -354,7 +399,7 @@ int train_options_parse(int argc, char **argv, train_options *o)
         case OPT_BETA1: bad = parse_float(optarg, "--beta1", 0, 0.9999, &o->beta1); break;
         case OPT_BETA2: bad = parse_float(optarg, "--beta2", 0, 0.9999999, &o->beta2); break;
         case OPT_BATCH: bad = parse_int(optarg, "--batch", 1, 4096, &o->batch); break;
-        case OPT_STEPS: bad = parse_long(optarg, "--steps", 1, 100000000L, &o->steps); break;
+        case OPT_STEPS: bad = parse_long(optarg, "--steps", 0, 100000000L, &o->steps); break;
         case OPT_SEED:
             bad = parse_long(optarg, "--seed", 0, 0x7fffffffL, &value);
             o->seed = (uint64_t)value;
@@ -363,6 +408,11 @@ int train_options_parse(int argc, char **argv, train_options *o)
         case OPT_DENOISER: o->denoiser_path = optarg; break;
         case OPT_FACE_RECOGNITION: o->face_recognition_path = optarg; break;
         case OPT_RESUME: o->resume = 1; break;
+        case OPT_INIT_FROM: o->init_from = optarg; break;
+        case OPT_CRITIC_WARMUP:
+            bad = parse_int(optarg, "--critic-warmup", 0, 100000000, &o->critic_warmup);
+            o->critic_warmup_given = 1;
+            break;
         case OPT_MAX_TIME:
             bad = parse_float(optarg, "--max-time", 0, 1e9, &number);
             o->max_time = number;

@@ -21,6 +21,9 @@ typedef struct train_options {
     int flip;
     /* networks */
     int width, mask_width, critic_width, denoiser_width, denoiser_depth;
+    /* set when given on the command line: otherwise an --init-from model or,
+     * on --resume, the checkpoint supplies them */
+    int width_given, mask_width_given, ratio_given, critic_warmup_given;
     /* objective */
     float lambda_gp, lambda_ap, lambda_id, lambda_pr, lambda_ar, ratio;
     int n_critic;
@@ -36,12 +39,19 @@ typedef struct train_options {
     const char *export_path;
     int export_f16;
     int resume;
+    /* --init-from: T and M from a shipped model; a fresh D first trains
+     * alone for critic_warmup critic steps */
+    const char *init_from;
+    int critic_warmup;
     double max_time; /* seconds, 0 = unlimited */
     long checkpoint_every, sample_every;
     int threads;
     const char *backend;
     int quiet;
     char attribute_storage[64]; /* holds `attribute` when read from a checkpoint */
+    /* provenance of an --init-from run ("NAME (SIZE bytes, FNV-1a ...)"),
+     * kept in its checkpoints and exports; empty otherwise */
+    char init_note[512];
 } train_options;
 
 /* Parse argv. Returns 0 to run, 1 when --help was printed, 2 on a usage

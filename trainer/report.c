@@ -48,7 +48,11 @@ void report_progress(const trainer *tr, const step_figures *f, double images_per
     bar[BAR] = 0;
     format_duration(eta_seconds, eta, sizeof eta);
     const double *v = f->value;
-    if (tr->opt.mode == TRAIN_DENOISER)
+    if (f->step < 0) /* critic warm-up: step -N..-1 */
+        fprintf(stderr, "\rcritic warm-up %ld/%d %.1f img/s ETA %s  W %.3f gp %.3f m %.2f   ",
+                f->step + tr->opt.critic_warmup + 1, tr->opt.critic_warmup, images_per_second, eta,
+                v[LOSS_CRITIC_REAL] - v[LOSS_CRITIC_FAKE], v[LOSS_GP], v[LOSS_MASK_MEAN]);
+    else if (tr->opt.mode == TRAIN_DENOISER)
         fprintf(stderr, "\rstep %ld/%ld [%s] %.1f img/s ETA %s  mse %.5f   ", f->step,
                 tr->opt.steps, bar, images_per_second, eta, v[LOSS_DENOISE]);
     else
@@ -200,12 +204,19 @@ static void free_series(series *s)
     for (int k = 0; k < LOSS_SLOTS; k++) free(s->value[k]);
 }
 
+/* Critic warm-up rows (negative steps) log 0 for the generator's terms,
+ * which are not computed: no point to draw. */
+static int plotted(const series *s, int k, size_t i)
+{
+    return isfinite(s->value[k][i]) && !(s->step[i] < 0 && k >= LOSS_ADV && k <= LOSS_AR);
+}
+
 static void plot_panel(cairo_t *cr, const series *s, int k, double x0, double y0, double w,
                        double h)
 {
     double lo = INFINITY, hi = -INFINITY;
     for (size_t i = 0; i < s->count; i++)
-        if (isfinite(s->value[k][i])) {
+        if (plotted(s, k, i)) {
             lo = fmin(lo, s->value[k][i]);
             hi = fmax(hi, s->value[k][i]);
         }
@@ -224,10 +235,12 @@ static void plot_panel(cairo_t *cr, const series *s, int k, double x0, double y0
     if (hi - lo < 1e-12) hi = lo + 1e-12;
     double first = s->step[0], last = s->step[s->count - 1];
     cairo_set_source_rgb(cr, 0.1, 0.3, 0.8);
+    int started = 0;
     for (size_t i = 0; i < s->count; i++) {
+        if (!plotted(s, k, i)) continue;
         double px = x0 + 2 + (w - 4) * (s->step[i] - first) / (last > first ? last - first : 1);
         double py = y0 + h - 2 - (h - 24) * (s->value[k][i] - lo) / (hi - lo);
-        if (i == 0)
+        if (!started++)
             cairo_move_to(cr, px, py);
         else
             cairo_line_to(cr, px, py);

@@ -163,6 +163,9 @@ diat_status trainer_init(trainer *tr, const train_options *opt, diat_error *err)
     /* T starts as the identity (a zero last layer), so early results are the
      * input and the critic first learns what the attribute looks like. */
     diat_tensor_zero(ctx, &diat_net_find(&tr->transform.net, "T.up5.weight")->value);
+    /* After the random initialisation, so D starts exactly as in a run from
+     * scratch with this seed. */
+    if (opt->init_from && !exporting && (st = init_from_load(tr, opt->init_from, err))) return st;
     tr->transform.net.training = 1;
     tr->mask.net.training = 1;
     tr->critic.net.training = 1;

@@ -265,11 +265,49 @@ static diat_status denoiser_step(trainer *tr, diat_error *err)
     return DIAT_OK;
 }
 
+static void clear_scalars(trainer *tr)
+{
+    diat_context_backend(tr->ctx)->fill(tr->ctx, tr->scalars.data, 0.0f,
+                                        diat_tensor_count(&tr->scalars));
+}
+
+/* Download the step's scalars (one transfer) into the logged figures. */
+static void collect_figures(trainer *tr, long step, step_figures *figures)
+{
+    float host[LOSS_SLOTS + 4096];
+    size_t count = diat_tensor_count(&tr->scalars);
+    diat_tensor_download(tr->ctx, &tr->scalars, host);
+    memset(figures, 0, sizeof *figures);
+    figures->step = step;
+    for (int k = 0; k < LOSS_SLOTS; k++) figures->value[k] = host[k];
+    for (size_t k = LOSS_SLOTS; k < count; k++) figures->value[LOSS_AR] += host[k];
+}
+
+diat_status trainer_warmup_step(trainer *tr, step_figures *figures, diat_error *err)
+{
+    const int n = tr->opt.batch;
+    clear_scalars(tr);
+    /* Frozen means frozen: in inference mode M uses, and leaves, the running
+     * statistics it came with, so D learns to judge the model's actual
+     * results and the generator after the warm-up is exactly the model. */
+    tr->transform.net.training = tr->mask.net.training = 0;
+    diat_status st = critic_step(tr, err);
+    tr->transform.net.training = tr->mask.net.training = 1;
+    if (st != DIAT_OK) return st;
+    /* The model's mask fraction on this batch: the one generator figure
+     * that means something while T and M stand still. */
+    diat_context_backend(tr->ctx)->sum_forward(tr->ctx, tr->mask.mask.data, (size_t)n * FACE_PIXELS,
+                                               1.0f / ((float)n * FACE_PIXELS),
+                                               slot(tr, LOSS_MASK_MEAN));
+    tr->warmup_done++;
+    collect_figures(tr, tr->warmup_done - tr->opt.critic_warmup - 1, figures);
+    return DIAT_OK;
+}
+
 diat_status trainer_step(trainer *tr, step_figures *figures, diat_error *err)
 {
     diat_status st = DIAT_OK;
-    diat_context *ctx = tr->ctx;
-    diat_context_backend(ctx)->fill(ctx, tr->scalars.data, 0.0f, diat_tensor_count(&tr->scalars));
+    clear_scalars(tr);
     if (tr->opt.mode == TRAIN_DENOISER) {
         st = denoiser_step(tr, err);
     } else {
@@ -278,12 +316,6 @@ diat_status trainer_step(trainer *tr, step_figures *figures, diat_error *err)
     }
     if (st != DIAT_OK) return st;
     tr->step++;
-    float host[LOSS_SLOTS + 4096];
-    size_t count = diat_tensor_count(&tr->scalars);
-    diat_tensor_download(ctx, &tr->scalars, host);
-    memset(figures, 0, sizeof *figures);
-    figures->step = tr->step;
-    for (int k = 0; k < LOSS_SLOTS; k++) figures->value[k] = host[k];
-    for (size_t k = LOSS_SLOTS; k < count; k++) figures->value[LOSS_AR] += host[k];
+    collect_figures(tr, tr->step, figures);
     return DIAT_OK;
 }

@@ -56,8 +56,9 @@ typedef struct trainer {
     diat_face_recognition identity;
     int have_identity, have_denoiser;
     optimizer opt_g, opt_d; /* T+M (or DN in denoiser mode), and D */
-    /* progress: generator steps done; RNG for interpolation and noise */
-    long step;
+    /* progress: generator steps done, critic warm-up steps done (of
+     * opt.critic_warmup); RNG for interpolation and noise */
+    long step, warmup_done;
     uint64_t rng;
     /* fixed validation faces for the sample grids (NCHW, network units) */
     int sample_count;
@@ -76,12 +77,27 @@ void trainer_free(trainer *tr);
 /* One generator step (n_critic critic steps first) or one denoiser step;
  * fills `figures` with the step's losses. */
 diat_status trainer_step(trainer *tr, step_figures *figures, diat_error *err);
+/* One critic-only warm-up step with T and M frozen (inference mode, so not
+ * even M's batch-norm statistics move); logged as step warmup_done - N - 1,
+ * i.e. -N..-1, before the generator's 1, 2, ... */
+diat_status trainer_warmup_step(trainer *tr, step_figures *figures, diat_error *err);
+
+/* --init-from (init-from.c). Before trainer_init: check that the file is an
+ * inference model of this run's attribute and direction, take its widths and
+ * ratio where the command line gave none, and fill opt.init_note. After the
+ * networks exist: load T and M from it. */
+diat_status init_from_read_settings(const char *path, train_options *o, diat_error *err);
+diat_status init_from_load(trainer *tr, const char *path, diat_error *err);
 
 /* Checkpoints: every network, both optimizers, the data position and RNG. */
 diat_status checkpoint_save(const trainer *tr, const char *path, diat_error *err);
 diat_status checkpoint_load(trainer *tr, const char *path, diat_error *err);
 /* The run settings stored in a checkpoint (widths, mode, attribute, ...). */
 diat_status checkpoint_read_settings(const char *path, train_options *o, diat_error *err);
+/* Before a --resume: the settings an --init-from run may have taken from its
+ * model (T and M widths, ratio) where not given, the warm-up length and the
+ * run's provenance. */
+diat_status checkpoint_read_resume(const char *path, train_options *o, diat_error *err);
 
 /* The inference model (T and M), or the denoiser, with full metadata. */
 diat_status export_model(const trainer *tr, const char *path, diat_error *err);
