@@ -513,6 +513,70 @@ diat_status diat_denoiser_backward(diat_denoiser *dn, const diat_tensor *dout, d
 #define DIAT_DEFAULT_DENOISER_WIDTH 32
 #define DIAT_DEFAULT_DENOISER_DEPTH 5
 
+/* ---- the attribute classifier (engine/nets/classifier.c) ------------------
+ * Judges edited faces independently of the critic (issue 7: "attribute
+ * success"): five 4x4 stride-2 convolutions, each with batch norm and
+ * LeakyReLU(0.2), global average pool, a linear layer to one logit per
+ * attribute and a sigmoid. Channels w, 2w, 4w, 8w, 8w; a 128x128 face ends
+ * as an 8w x 4x4 map. Parameters "C.conv1.weight", "C.bn1.weight", ...,
+ * "C.fc.weight", "C.fc.bias". Trained by `diat-train classifier`, which
+ * writes files of metadata format "diat-classifier". */
+
+#define DIAT_CLASSIFIER_LAYERS 5
+#define DIAT_CLASSIFIER_MAX_OUTPUTS 32
+#define DIAT_DEFAULT_CLASSIFIER_WIDTH 16
+/* Faces per forward in diat_classifier_predict: a fixed chunk, so the same
+ * faces give the same bits whatever n a caller passes. */
+#define DIAT_CLASSIFIER_PREDICT_BATCH 64
+
+typedef struct diat_classifier {
+    diat_net net;
+    int width, outputs;
+    /* what each output means (CelebA names), set by diat_classifier_load */
+    char attributes[DIAT_CLASSIFIER_MAX_OUTPUTS][DIAT_PARAM_NAME_MAX];
+    diat_conv_layer conv_layer[DIAT_CLASSIFIER_LAYERS];
+    diat_batchnorm_layer bn_layer[DIAT_CLASSIFIER_LAYERS];
+    diat_param *fc_weight, *fc_bias;
+    diat_tensor input;                            /* shallow view of x: x must outlive backward */
+    diat_tensor conv[DIAT_CLASSIFIER_LAYERS];     /* convolution outputs (pre-norm) */
+    diat_tensor act[DIAT_CLASSIFIER_LAYERS];      /* after batch norm and LeakyReLU */
+    diat_tensor save_mean[DIAT_CLASSIFIER_LAYERS], save_invstd[DIAT_CLASSIFIER_LAYERS];
+    diat_tensor pooled;                           /* [n, 8w, 1, 1] */
+    diat_tensor logits, prob;                     /* [n, outputs, 1, 1]; prob = sigmoid(logits) */
+    diat_tensor grad_act[DIAT_CLASSIFIER_LAYERS]; /* backward buffers */
+    diat_tensor grad_pre, grad_conv, grad_pooled, grad_logits;
+    diat_tensor faces; /* diat_classifier_predict's upload */
+} diat_classifier;
+
+/* `outputs` attributes (1..DIAT_CLASSIFIER_MAX_OUTPUTS); weights zero until
+ * diat_net_init_weights or a load. Starts in inference mode (net.training 0). */
+diat_status diat_classifier_init(diat_classifier *c, diat_context *ctx, int width, int outputs,
+                                 diat_error *err);
+void diat_classifier_free(diat_classifier *c);
+/* x: [n, 3, S, S] in [-1, 1], S a multiple of 32 (128 for CelebA crops).
+ * Fills c->logits and c->prob. Training mode uses batch statistics (and
+ * moves the running ones); inference mode the running statistics. */
+diat_status diat_classifier_forward(diat_classifier *c, const diat_tensor *x, diat_error *err);
+/* After a training-mode forward: accumulate parameter gradients and dx (may
+ * be NULL) from dL/dprob and/or dL/dlogits (either may be NULL). Giving
+ * dlogits = (prob - label) / count trains by cross-entropy without a
+ * cross-entropy op: that is its exact gradient through the sigmoid. */
+diat_status diat_classifier_backward(diat_classifier *c, const diat_tensor *dprob,
+                                     const diat_tensor *dlogits, diat_tensor *dx, diat_error *err);
+/* Load a file `diat-train classifier --export` wrote (format
+ * "diat-classifier", version 1): width and attribute names from its metadata
+ * (`width`, `attributes` comma-separated), weights F32 or F16. The result is
+ * in inference mode; free it with diat_classifier_free. */
+diat_status diat_classifier_load(diat_classifier *c, diat_context *ctx, const char *path,
+                                 diat_error *err);
+/* P(attribute) for n faces in host memory, NCHW [n, 3, S, S] in [-1, 1]
+ * (DIAT's 128x128 crop, as the data set and the edit pipeline give them):
+ * prob[i * outputs + k] for face i and attribute k; above 0.5 means "has
+ * it". Runs in inference mode (restored afterwards) in chunks of
+ * DIAT_CLASSIFIER_PREDICT_BATCH faces. */
+diat_status diat_classifier_predict(diat_classifier *c, const float *faces, int n, int side,
+                                    float *prob, diat_error *err);
+
 /* ---- the face recognition network (engine/nets/face-recognition.c) -------
  * phi of the identity loss: dlib's ResNet-29 face descriptor, as shipped
  * (uint8-quantised) by the npm package @vladmandic/face-api and converted by

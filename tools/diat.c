@@ -3,6 +3,7 @@
  *   diat info MODEL            what a model file holds
  *   diat apply -m MODEL IN OUT edit the faces in a PNG or JPEG photo
  *   diat detect IN             list the faces found in a photo
+ *   diat eval -m MODEL --celeba DIR   measure a model on CelebA val (eval.c)
  *   diat version               versions of diat, its BLAS and backends
  *
  * The CLI calls the same engine pipeline as the GIMP plug-in. Exit codes:
@@ -12,6 +13,7 @@
  */
 #include "diat.h"
 #include "diat-train.h"
+#include "eval.h"
 #include "image-io.h"
 
 #include <errno.h>
@@ -313,6 +315,16 @@ static int command_info(int argc, char *argv[])
         }
         stored += elements;
         printf("  %-28s %-4s [%s]\n", t->name, dtype_name(t->dtype), shape);
+    }
+    /* The trainer's other files (denoiser, classifier) are not edit models:
+     * describe them without judging them as one. */
+    const char *format = diat_safetensors_metadata(st, "format");
+    if (format &&
+        (strcmp(format, "diat-classifier") == 0 || strcmp(format, "diat-denoiser") == 0)) {
+        printf("stored values: %llu\n", stored);
+        printf("kind: %s (used by diat-train and diat eval, not by diat apply)\n", format);
+        diat_safetensors_close(st);
+        return 0;
     }
     diat_safetensors_close(st);
 
@@ -1065,6 +1077,7 @@ static void main_help(FILE *out)
           "  info MODEL                  show a model file's metadata and tensors\n"
           "  apply -m MODEL IN OUT       edit the faces in a PNG or JPEG photo\n"
           "  detect IN                   list the faces found in a photo\n"
+          "  eval -m MODEL --celeba DIR  measure a model on CelebA val faces\n"
           "  version                     show versions of diat, its BLAS and backends\n"
           "  help [COMMAND]              show help for diat or a command\n"
           "\n"
@@ -1092,6 +1105,8 @@ int main(int argc, char *argv[])
             apply_help();
         else if (strcmp(topic, "detect") == 0)
             detect_help();
+        else if (strcmp(topic, "eval") == 0)
+            eval_help();
         else
             main_help(stdout);
         return 0;
@@ -1101,6 +1116,7 @@ int main(int argc, char *argv[])
     if (strcmp(command, "info") == 0) return command_info(argc - 1, argv + 1);
     if (strcmp(command, "apply") == 0) return command_apply(argc - 1, argv + 1);
     if (strcmp(command, "detect") == 0) return command_detect(argc - 1, argv + 1);
+    if (strcmp(command, "eval") == 0) return command_eval(argc - 1, argv + 1);
     fprintf(stderr, "diat: error: unknown command '%s'\nTry 'diat --help'.\n", command);
     return EXIT_USAGE;
 }

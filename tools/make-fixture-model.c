@@ -3,6 +3,7 @@
  *   diat-make-fixture-model identity OUT.safetensors
  *   diat-make-fixture-model tint OUT.safetensors
  *   diat-make-fixture-model red-square OUT.png
+ *   diat-make-fixture-model classifier OUT.safetensors NAME[,NAME...]
  *
  * Both models have a hand-set mask network M that marks the pixels where red
  * clearly dominates green, so tests know where an edit must land:
@@ -164,6 +165,41 @@ static diat_status write_model(const char *path, int tint, diat_error *err) {
     return st;
 }
 
+#define FIXTURE_CLASSIFIER_WIDTH 4
+
+static diat_status write_classifier(const char *path, const char *attributes, diat_error *err) {
+    int outputs = 1;
+    for (const char *p = attributes; *p; p++) outputs += *p == ',';
+    char width[16];
+    snprintf(width, sizeof width, "%d", FIXTURE_CLASSIFIER_WIDTH);
+    diat_context *ctx = NULL;
+    diat_classifier c;
+    memset(&c, 0, sizeof c);
+    diat_st_writer *w = NULL;
+    diat_status st = diat_context_new(DIAT_BACKEND_CPU, 1, &ctx, err);
+    if (st == DIAT_OK) st = diat_classifier_init(&c, ctx, FIXTURE_CLASSIFIER_WIDTH, outputs, err);
+    if (st == DIAT_OK) diat_net_init_weights(&c.net, FIXTURE_SEED + 2);
+    if (st == DIAT_OK && !(w = diat_st_writer_new()))
+        st = diat_set_error(err, DIAT_ERR_MEMORY, "Out of memory.");
+    const char *entries[][2] = {
+        {"format", "diat-classifier"},
+        {"format_version", "1"},
+        {"width", width},
+        {"attributes", attributes},
+        {"fixture", "true"},
+        {"training_data", "none: seeded random weights"},
+        {"license", "CC0-1.0 (generated test data of the DIAT for GIMP project)"},
+    };
+    for (size_t i = 0; i < sizeof entries / sizeof entries[0] && st == DIAT_OK; i++)
+        st = diat_st_writer_set_metadata(w, entries[i][0], entries[i][1], err);
+    if (st == DIAT_OK) st = diat_net_save(&c.net, w, DIAT_DTYPE_F32, err);
+    if (st == DIAT_OK) st = diat_st_writer_save(w, path, err);
+    diat_st_writer_free(w);
+    if (c.net.ctx) diat_classifier_free(&c);
+    diat_context_free(ctx);
+    return st;
+}
+
 /* 160x160 mid-gray with a 64x64 red square at (48, 48): R - G = 0.7 inside,
  * 0 outside, so the fixture mask covers the square and nothing else. */
 static diat_status write_red_square(const char *path, diat_error *err) {
@@ -186,17 +222,21 @@ static diat_status write_red_square(const char *path, diat_error *err) {
 }
 
 int main(int argc, char *argv[]) {
-    if (argc != 3 || (strcmp(argv[1], "identity") != 0 && strcmp(argv[1], "tint") != 0 &&
-                      strcmp(argv[1], "red-square") != 0)) {
+    int classifier = argc == 4 && strcmp(argv[1], "classifier") == 0;
+    if (!classifier &&
+        (argc != 3 || (strcmp(argv[1], "identity") != 0 && strcmp(argv[1], "tint") != 0 &&
+                       strcmp(argv[1], "red-square") != 0))) {
         fprintf(stderr,
                 "Usage: %s identity|tint OUT.safetensors\n"
                 "       %s red-square OUT.png\n"
+                "       %s classifier OUT.safetensors NAME[,NAME...]\n"
                 "Writes DIAT test fixtures (never trained models).\n",
-                argv[0], argv[0]);
+                argv[0], argv[0], argv[0]);
         return 2;
     }
     diat_error err = {0};
-    diat_status st = strcmp(argv[1], "red-square") == 0
+    diat_status st = classifier ? write_classifier(argv[2], argv[3], &err)
+                     : strcmp(argv[1], "red-square") == 0
                          ? write_red_square(argv[2], &err)
                          : write_model(argv[2], strcmp(argv[1], "tint") == 0, &err);
     if (st != DIAT_OK) {

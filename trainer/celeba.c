@@ -139,7 +139,7 @@ static int plain_name(const char *name)
 typedef struct attr_row {
     const char *name;
     long line;
-    signed char value;  /* of the chosen attribute; 0 when none is chosen */
+    uint32_t bits;      /* bit k: the image has the k-th chosen attribute */
     unsigned char used; /* seen in the partition file */
 } attr_row;
 
@@ -174,9 +174,9 @@ static diat_status unknown_attribute(const char *path, const char *attribute, ch
 }
 
 /* Parse the attribute file into rows (names point into f->text), keeping
- * the value of `attribute` (NULL: none). */
-static diat_status read_attributes(text_file *f, const char *attribute, attr_row **rows_out,
-                                   size_t *count_out, diat_error *err)
+ * the values of the `chosen_count` attributes `chosen` as bits. */
+static diat_status read_attributes(text_file *f, const char *const *chosen, int chosen_count,
+                                   attr_row **rows_out, size_t *count_out, diat_error *err)
 {
     *rows_out = NULL;
     *count_out = 0;
@@ -208,7 +208,8 @@ static diat_status read_attributes(text_file *f, const char *attribute, attr_row
                               "an empty line.",
                               f->path);
     }
-    int column = -1;
+    int columns[CELEBA_MAX_LABELS];
+    for (int k = 0; k < chosen_count; k++) columns[k] = -1;
     for (int i = 0; i < name_count; i++) {
         for (int j = 0; j < i; j++)
             if (strcmp(names[i], names[j]) == 0) {
@@ -218,13 +219,15 @@ static diat_status read_attributes(text_file *f, const char *attribute, attr_row
                 free(names);
                 return st;
             }
-        if (attribute && strcmp(names[i], attribute) == 0) column = i;
+        for (int k = 0; k < chosen_count; k++)
+            if (strcmp(names[i], chosen[k]) == 0) columns[k] = i;
     }
-    if (attribute && column < 0) {
-        diat_status st = unknown_attribute(f->path, attribute, names, name_count, err);
-        free(names);
-        return st;
-    }
+    for (int k = 0; k < chosen_count; k++)
+        if (columns[k] < 0) {
+            diat_status st = unknown_attribute(f->path, chosen[k], names, name_count, err);
+            free(names);
+            return st;
+        }
     free(names);
 
     attr_row *rows = malloc(sizeof *rows * (size_t)declared);
@@ -268,7 +271,9 @@ static diat_status read_attributes(text_file *f, const char *attribute, attr_row
         attr_row *row = &rows[count++];
         row->name = cells[0];
         row->line = f->line;
-        row->value = column < 0 ? 0 : cells[column + 1][0] == '-' ? -1 : 1;
+        row->bits = 0;
+        for (int k = 0; k < chosen_count; k++)
+            if (cells[columns[k] + 1][0] != '-') row->bits |= (uint32_t)1 << k;
         row->used = 0;
     }
     free(cells);
@@ -285,15 +290,24 @@ static diat_status read_attributes(text_file *f, const char *attribute, attr_row
     return DIAT_OK;
 }
 
-diat_status celeba_select(const char *root, const char *attribute, int add, int split,
-                          dataset_list *sources, dataset_list *references, diat_error *err)
+/* The faces of `split`. Labeled (labels non-NULL): every one into sources,
+ * with bit k of (*labels)[i] telling whether face i has chosen[k]. Else the
+ * selection by chosen[0] that celeba_select describes (chosen_count 0: every
+ * face into both lists). */
+static diat_status select_faces(const char *root, const char *const *chosen, int chosen_count,
+                                int add, int split, dataset_list *sources, dataset_list *references,
+                                uint32_t **labels, diat_error *err)
 {
     memset(sources, 0, sizeof *sources);
     memset(references, 0, sizeof *references);
+    if (labels) *labels = NULL;
     if (split < 0 || split > 2)
         return diat_set_error(err, DIAT_ERR_ARGUMENT,
                               "Unknown CelebA split %d (0 train, 1 val, 2 test).", split);
-    if (attribute && !attribute[0]) attribute = NULL;
+    if (chosen_count < 0 || chosen_count > CELEBA_MAX_LABELS)
+        return diat_set_error(err, DIAT_ERR_ARGUMENT, "%d labels asked for; at most %d.",
+                              chosen_count, CELEBA_MAX_LABELS);
+    const char *attribute = !labels && chosen_count ? chosen[0] : NULL;
     struct stat st_root;
     if (stat(root, &st_root) != 0)
         return diat_set_error(err, DIAT_ERR_IO, "The CelebA folder '%s' cannot be opened: %s.",
@@ -322,7 +336,7 @@ diat_status celeba_select(const char *root, const char *attribute, int add, int 
     size_t split_sizes[3] = {0, 0, 0};
     char image_dir[4096];
 
-    st = read_attributes(&attr_file, attribute, &rows, &row_count, err);
+    st = read_attributes(&attr_file, chosen, chosen_count, &rows, &row_count, err);
     if (st != DIAT_OK) goto done;
     /* Sorted by name, for lookups from the partition file (and to find
      * duplicates). */
@@ -391,7 +405,7 @@ diat_status celeba_select(const char *root, const char *attribute, int add, int 
         goto done;
     }
     size_t with = 0;
-    for (size_t i = 0; i < selected_count; i++) with += rows[selected[i]].value > 0;
+    for (size_t i = 0; i < selected_count; i++) with += rows[selected[i]].bits & 1;
     if (attribute && (with == 0 || with == selected_count)) {
         /* Sources lack the attribute when adding it and have it when
          * removing it; references are the other side. */
@@ -441,13 +455,18 @@ diat_status celeba_select(const char *root, const char *attribute, int add, int 
         goto done;
     }
 
+    if (labels && !(*labels = malloc(sizeof **labels * selected_count))) {
+        st = diat_set_error(err, DIAT_ERR_MEMORY, "Out of memory for %zu labels.", selected_count);
+        goto done;
+    }
     size_t source_capacity = 0, reference_capacity = 0;
     for (size_t i = 0; st == DIAT_OK && i < selected_count; i++) {
         const attr_row *row = &rows[selected[i]];
-        int has = row->value > 0;
-        if (!attribute || has != add)
+        int has = (int)(row->bits & 1);
+        if (labels) (*labels)[i] = row->bits;
+        if (labels || !attribute || has != add)
             st = dataset_list_add(sources, &source_capacity, image_dir, row->name, err);
-        if (st == DIAT_OK && (!attribute || has == add))
+        if (st == DIAT_OK && !labels && (!attribute || has == add))
             st = dataset_list_add(references, &reference_capacity, image_dir, row->name, err);
     }
 
@@ -455,6 +474,10 @@ done:
     if (st != DIAT_OK) {
         dataset_list_free(sources);
         dataset_list_free(references);
+        if (labels) {
+            free(*labels);
+            *labels = NULL;
+        }
     }
     dataset_free_names(files, file_count);
     free(selected);
@@ -463,4 +486,18 @@ done:
     free(attr_file.text);
     free(partition_file.text);
     return st;
+}
+
+diat_status celeba_select(const char *root, const char *attribute, int add, int split,
+                          dataset_list *sources, dataset_list *references, diat_error *err)
+{
+    int chosen = attribute && attribute[0];
+    return select_faces(root, &attribute, chosen, add, split, sources, references, NULL, err);
+}
+
+diat_status celeba_select_labeled(const char *root, const char *const *names, int count, int split,
+                                  dataset_list *faces, uint32_t **labels, diat_error *err)
+{
+    dataset_list unused;
+    return select_faces(root, names, count, 1, split, faces, &unused, labels, err);
 }

@@ -61,6 +61,21 @@ static diat_status save_settings(const train_options *o, diat_st_writer *w, diat
     if (!st && o->init_note[0])
         st = diat_st_writer_set_metadata(w, "opt.init_from", o->init_note, err);
     if (!st) st = set_long(w, "opt.critic_warmup", o->critic_warmup, err);
+    /* A classifier's export and --evaluate judge it on the val split of the
+     * CelebA folder it trained on, unless told another. */
+    if (!st && o->mode == TRAIN_CLASSIFIER && o->celeba_root) {
+        char *absolute = realpath(o->celeba_root, NULL); /* as seen from any folder */
+        st = diat_st_writer_set_metadata(w, "opt.celeba_root", absolute ? absolute : o->celeba_root,
+                                         err);
+        free(absolute);
+    }
+    /* and its export states how it was trained */
+    if (!st && o->mode == TRAIN_CLASSIFIER) {
+        char text[128];
+        snprintf(text, sizeof text, "%.9g %.9g %.9g %d %d %d", o->lr_g, o->beta1, o->beta2,
+                 o->loss_brier, o->lr_constant, o->flip);
+        st = diat_st_writer_set_metadata(w, "opt.classifier", text, err);
+    }
     for (size_t i = 0; !st && i < sizeof numbers / sizeof numbers[0]; i++)
         st = set_long(w, numbers[i].key, numbers[i].value, err);
     return st;
@@ -112,6 +127,20 @@ static diat_status load_moments(optimizer *opt, const char *prefix, const diat_s
     return DIAT_OK;
 }
 
+/* The networks a run of this mode trains, in checkpoint order. */
+static int run_nets(const trainer *tr, const diat_net *nets[3])
+{
+    switch (tr->opt.mode) {
+    case TRAIN_DENOISER: nets[0] = &tr->denoiser.net; return 1;
+    case TRAIN_CLASSIFIER: nets[0] = &tr->classifier.net; return 1;
+    case TRAIN_TRANSFER: break;
+    }
+    nets[0] = &tr->transform.net;
+    nets[1] = &tr->mask.net;
+    nets[2] = &tr->critic.net;
+    return 3;
+}
+
 diat_status checkpoint_save(const trainer *tr, const char *path, diat_error *err)
 {
     diat_st_writer *w = diat_st_writer_new();
@@ -133,13 +162,10 @@ diat_status checkpoint_save(const trainer *tr, const char *path, diat_error *err
         snprintf(key, sizeof key, "data_position_%zu", i);
         st = set_hex(w, key, position.words[i], err);
     }
-    const diat_net *nets[] = {&tr->transform.net, &tr->mask.net, &tr->critic.net,
-                              &tr->denoiser.net};
-    int mode_denoiser = tr->opt.mode == TRAIN_DENOISER;
-    for (size_t i = 0; !st && i < 4; i++) {
-        if (mode_denoiser != (i == 3)) continue;
-        st = diat_net_save(nets[i], w, DIAT_DTYPE_F32, err);
-    }
+    const diat_net *nets[3];
+    int net_count = run_nets(tr, nets);
+    for (int i = 0; !st && i < net_count; i++) st = diat_net_save(nets[i], w, DIAT_DTYPE_F32, err);
+    if (!st && tr->opt.mode == TRAIN_CLASSIFIER) st = classifier_save_eval(tr, w, err);
     if (!st) st = save_moments(&tr->opt_g, "adam_g", w, tr->ctx, err);
     if (!st) st = save_moments(&tr->opt_d, "adam_d", w, tr->ctx, err);
     if (!st) st = diat_st_writer_save(w, path, err);
@@ -195,11 +221,29 @@ diat_status checkpoint_read_settings(const char *path, train_options *o, diat_er
         *numbers[i].target = (int)value;
     }
     if (!status) status = read_counter(st, path, "opt.mode", 0, &value, err);
-    if (!status) o->mode = value ? TRAIN_DENOISER : TRAIN_TRANSFER;
+    if (!status && value > TRAIN_CLASSIFIER)
+        status = diat_set_error(err, DIAT_ERR_FORMAT,
+                                "Checkpoint %s is of a kind of run (%llu) this diat-train does "
+                                "not know.",
+                                path, (unsigned long long)value);
+    if (!status) o->mode = (train_mode)value;
     if (!status) status = read_counter(st, path, "opt.seed", 0, &o->seed, err);
     if (!status) status = read_counter(st, path, "opt.celeba", 0, &value, err);
     /* Only whether CelebA was used matters to an export (its licence text). */
+    const char *given_root = o->celeba_root;
     if (!status) o->celeba_root = value ? "CelebA" : NULL;
+    /* A classifier's val split: the folder given, else the run's own. */
+    const char *root = diat_safetensors_metadata(st, "opt.celeba_root");
+    const char *settings = diat_safetensors_metadata(st, "opt.classifier");
+    if (!status && o->mode == TRAIN_CLASSIFIER) {
+        const char *chosen = given_root ? given_root : root;
+        snprintf(o->celeba_storage, sizeof o->celeba_storage, "%s", chosen ? chosen : "");
+        o->celeba_root = chosen ? o->celeba_storage : NULL;
+        if (!settings || sscanf(settings, "%f %f %f %d %d %d", &o->lr_g, &o->beta1, &o->beta2,
+                                &o->loss_brier, &o->lr_constant, &o->flip) != 6)
+            status = diat_set_error(err, DIAT_ERR_FORMAT,
+                                    "Checkpoint %s lacks a valid 'opt.classifier'.", path);
+    }
     const char *attribute = diat_safetensors_metadata(st, "opt.attribute");
     const char *ratio = diat_safetensors_metadata(st, "opt.ratio");
     if (!status) {
@@ -279,12 +323,11 @@ diat_status checkpoint_load(trainer *tr, const char *path, diat_error *err)
         snprintf(key, sizeof key, "data_position_%zu", i);
         status = read_counter(st, path, key, 1, &position.words[i], err);
     }
-    diat_net *nets[] = {&tr->transform.net, &tr->mask.net, &tr->critic.net, &tr->denoiser.net};
-    int mode_denoiser = tr->opt.mode == TRAIN_DENOISER;
-    for (size_t i = 0; !status && i < 4; i++) {
-        if (mode_denoiser != (i == 3)) continue;
-        status = diat_net_load(nets[i], st, err);
-    }
+    const diat_net *nets[3];
+    int net_count = run_nets(tr, nets);
+    for (int i = 0; !status && i < net_count; i++)
+        status = diat_net_load((diat_net *)nets[i], st, err);
+    if (!status && tr->opt.mode == TRAIN_CLASSIFIER) status = classifier_load_eval(tr, st, err);
     if (!status) status = load_moments(&tr->opt_g, "adam_g", st, tr->ctx, err);
     if (!status) status = load_moments(&tr->opt_d, "adam_d", st, tr->ctx, err);
     if (!status && tr->data) status = diat_dataset_set_position(tr->data, &position, err);
@@ -325,7 +368,9 @@ diat_status export_model(const trainer *tr, const char *path, diat_error *err)
                                         "https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html)"
                                       : "user-supplied folders";
     diat_status st;
-    if (o->mode == TRAIN_DENOISER) {
+    if (o->mode == TRAIN_CLASSIFIER) {
+        st = classifier_export(tr, w, dtype, err);
+    } else if (o->mode == TRAIN_DENOISER) {
         st = set_text(w, "format", "diat-denoiser", err);
         if (!st) st = set_long(w, "width", o->denoiser_width, err);
         if (!st) st = set_long(w, "depth", o->denoiser_depth, err);

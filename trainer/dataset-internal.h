@@ -6,6 +6,10 @@
 #include "diat.h"
 
 #include <stddef.h>
+#include <stdint.h>
+
+/* Attributes a labeled data set can carry (bits of a uint32_t). */
+#define CELEBA_MAX_LABELS 32
 
 /* Owned paths, in the order the data defines (file order for CelebA, byte
  * order of the names for folders). */
@@ -33,5 +37,11 @@ void dataset_free_names(char **names, size_t count);
  * selected image is in the image folder. */
 diat_status celeba_select(const char *root, const char *attribute, int add, int split,
                           dataset_list *sources, dataset_list *references, diat_error *err);
+
+/* Every face of one official split, in file order, and its labels: bit k of
+ * (*labels)[i] is set when face i has names[k] (count <= CELEBA_MAX_LABELS).
+ * The same checks as celeba_select; *labels is the caller's to free. */
+diat_status celeba_select_labeled(const char *root, const char *const *names, int count, int split,
+                                  dataset_list *faces, uint32_t **labels, diat_error *err);
 
 #endif

@@ -60,6 +60,7 @@ typedef struct slot {
     int state;
     uint64_t batch, generation, seed; /* seed copied at claim time (see set_position) */
     float *data;                      /* sources then references, batch * FACE_FLOATS each */
+    uint32_t *index;                  /* labeled: the source image in each place */
     diat_status status;
     diat_error error;
 } slot;
@@ -80,6 +81,10 @@ typedef struct worker {
 
 struct diat_dataset {
     stream streams[2];
+    /* Labeled (label_count > 0): one stream, every face of the split, and
+     * per source image its label bits (bit k: has labels[k]). */
+    int stream_count, label_count;
+    uint32_t *labels;
     int celeba_geometry, batch, flip, threads;
     uint64_t fingerprint;
     diat_dataset_warn_fn warn;
@@ -305,7 +310,7 @@ static const char *stream_name(int s)
 /* The face at position `pos` of stream `s` into `out`, or a stand-in when it
  * is unreadable. */
 static diat_status fill_face(worker *w, int s, uint64_t seed, uint64_t batch, uint64_t pos,
-                             float *out, diat_error *err)
+                             float *out, uint32_t *used, diat_error *err)
 {
     diat_dataset *d = w->d;
     stream *st = &d->streams[s];
@@ -320,7 +325,10 @@ static diat_status fill_face(worker *w, int s, uint64_t seed, uint64_t batch, ui
         if (attempt) index = (size_t)(mix64(standin + (uint64_t)attempt) % n);
         if (atomic_load(&st->bad[index])) continue;
         diat_error e;
-        if (load_stream_face(d, s, index, flip, out, &e) == DIAT_OK) return DIAT_OK;
+        if (load_stream_face(d, s, index, flip, out, &e) == DIAT_OK) {
+            *used = (uint32_t)index; /* a stand-in brings its own labels */
+            return DIAT_OK;
+        }
         mark_bad(d, s, index, &e);
         last = e;
         if (atomic_load(&st->bad_count) == n) break;
@@ -333,15 +341,15 @@ static diat_status fill_face(worker *w, int s, uint64_t seed, uint64_t batch, ui
                           last.message);
 }
 
-static diat_status fill_batch(worker *w, uint64_t batch, uint64_t seed, float *data,
-                              diat_error *err)
+static diat_status fill_batch(worker *w, uint64_t batch, uint64_t seed, slot *into, diat_error *err)
 {
     const int b = w->d->batch;
-    for (int s = 0; s < 2; s++)
+    for (int s = 0; s < w->d->stream_count; s++)
         for (int j = 0; j < b; j++) {
-            float *out = data + ((size_t)s * b + (size_t)j) * FACE_FLOATS;
+            float *out = into->data + ((size_t)s * b + (size_t)j) * FACE_FLOATS;
+            uint32_t used, *index = s == SOURCES ? &into->index[j] : &used;
             diat_status st =
-                fill_face(w, s, seed, batch, batch * (uint64_t)b + (uint64_t)j, out, err);
+                fill_face(w, s, seed, batch, batch * (uint64_t)b + (uint64_t)j, out, index, err);
             if (st != DIAT_OK) return st;
         }
     return DIAT_OK;
@@ -371,7 +379,7 @@ static void *worker_main(void *arg)
         pthread_mutex_unlock(&d->lock);
 
         diat_error e = {.code = DIAT_OK, .message = ""};
-        diat_status status = fill_batch(w, s->batch, s->seed, s->data, &e);
+        diat_status status = fill_batch(w, s->batch, s->seed, s, &e);
 
         pthread_mutex_lock(&d->lock);
         if (s->generation != d->generation) {
@@ -426,10 +434,11 @@ static diat_status start_workers(diat_dataset *d, diat_error *err)
     return DIAT_OK;
 }
 
-diat_status diat_dataset_next(diat_dataset *d, float *sources, float *references, diat_error *err)
+/* The next batch into `sources` and, unless NULL, `references` and the
+ * sources' labels. */
+static diat_status take_batch(diat_dataset *d, float *sources, float *references, float *labels,
+                              diat_error *err)
 {
-    if (!d || !sources || !references)
-        return diat_set_error(err, DIAT_ERR_ARGUMENT, "diat_dataset_next: NULL argument.");
     pthread_mutex_lock(&d->lock);
     if (!d->started) {
         diat_status st = start_workers(d, err);
@@ -453,12 +462,67 @@ diat_status diat_dataset_next(diat_dataset *d, float *sources, float *references
      * it is EMPTY again, so the copy needs no lock. */
     const size_t count = (size_t)d->batch * FACE_FLOATS;
     memcpy(sources, s->data, count * sizeof *sources);
-    memcpy(references, s->data + count, count * sizeof *references);
+    if (references) memcpy(references, s->data + count, count * sizeof *references);
+    for (int j = 0; labels && j < d->batch; j++)
+        diat_dataset_labels_of(d, s->index[j], labels + (size_t)j * d->label_count);
     pthread_mutex_lock(&d->lock);
     s->state = SLOT_EMPTY;
     d->next++;
     pthread_cond_broadcast(&d->changed);
     pthread_mutex_unlock(&d->lock);
+    return DIAT_OK;
+}
+
+diat_status diat_dataset_next(diat_dataset *d, float *sources, float *references, diat_error *err)
+{
+    if (!d || !sources || !references)
+        return diat_set_error(err, DIAT_ERR_ARGUMENT, "diat_dataset_next: NULL argument.");
+    if (d->label_count)
+        return diat_set_error(err, DIAT_ERR_ARGUMENT,
+                              "A labeled data set has no references: use "
+                              "diat_dataset_next_labeled.");
+    return take_batch(d, sources, references, NULL, err);
+}
+
+diat_status diat_dataset_next_labeled(diat_dataset *d, float *faces, float *labels, diat_error *err)
+{
+    if (!d || !faces || !labels)
+        return diat_set_error(err, DIAT_ERR_ARGUMENT, "diat_dataset_next_labeled: NULL argument.");
+    if (!d->label_count)
+        return diat_set_error(err, DIAT_ERR_ARGUMENT,
+                              "diat_dataset_next_labeled: the data set was opened without labels.");
+    return take_batch(d, faces, NULL, labels, err);
+}
+
+int diat_dataset_label_count(const diat_dataset *d)
+{
+    return d->label_count;
+}
+
+void diat_dataset_labels_of(const diat_dataset *d, size_t i, float *labels)
+{
+    uint32_t bits = d->labels && i < d->streams[SOURCES].list.count ? d->labels[i] : 0;
+    for (int k = 0; k < d->label_count; k++) labels[k] = (float)(bits >> k & 1);
+}
+
+diat_status diat_dataset_labeled_face(diat_dataset *d, size_t i, float *face, float *labels,
+                                      diat_error *err)
+{
+    stream *st = &d->streams[SOURCES];
+    if (i >= st->list.count)
+        return diat_set_error(err, DIAT_ERR_ARGUMENT, "Face %zu asked for; the split has %zu.", i,
+                              st->list.count);
+    if (atomic_load(&st->bad[i]))
+        return diat_set_error(err, DIAT_ERR_FORMAT, "The image '%s' is unreadable.",
+                              st->list.paths[i]);
+    diat_error e;
+    diat_status status = load_stream_face(d, SOURCES, i, 0, face, &e);
+    if (status != DIAT_OK) {
+        mark_bad(d, SOURCES, i, &e);
+        if (err) *err = e;
+        return status;
+    }
+    if (labels) diat_dataset_labels_of(d, i, labels);
     return DIAT_OK;
 }
 
@@ -614,9 +678,16 @@ static diat_status folder_list(const char *dir, const char *what, dataset_list *
 /* ---- open, position, close --------------------------------------------- */
 
 /* FNV-1a over the file names (not the folders: a moved data set resumes). */
-static uint64_t fingerprint(const diat_dataset *d)
+static uint64_t fingerprint(const diat_dataset *d, const char *const *labels)
 {
     uint64_t h = 0xcbf29ce484222325ull;
+    /* Labels are part of the data: other names or values are other batches. */
+    for (int k = 0; k < d->label_count; k++) {
+        for (const char *p = labels[k]; *p; p++) h = (h ^ (unsigned char)*p) * 0x100000001b3ull;
+        h = (h ^ ',') * 0x100000001b3ull;
+    }
+    for (size_t i = 0; d->labels && i < d->streams[SOURCES].list.count; i++)
+        h = (h ^ d->labels[i]) * 0x100000001b3ull;
     for (int s = 0; s < 2; s++) {
         const dataset_list *list = &d->streams[s].list;
         for (size_t i = 0; i < list->count; i++) {
@@ -652,6 +723,11 @@ diat_status diat_dataset_open(const diat_dataset_options *o, diat_dataset **out,
         return diat_set_error(err, DIAT_ERR_ARGUMENT,
                               "Aligning by the face detector needs both its model files and "
                               "applies to folder pairs (CelebA's faces are aligned already).");
+    if (o->label_count && (!o->celeba_root || o->label_count > CELEBA_MAX_LABELS || !o->labels))
+        return diat_set_error(err, DIAT_ERR_ARGUMENT,
+                              "Labels come from CelebA's attribute file: give a CelebA folder "
+                              "and 1 to %d attribute names.",
+                              CELEBA_MAX_LABELS);
     if (o->threads < 1 || o->threads > 256)
         return diat_set_error(err, DIAT_ERR_ARGUMENT,
                               "The decoding thread count %d is not in "
@@ -666,6 +742,8 @@ diat_status diat_dataset_open(const diat_dataset_options *o, diat_dataset **out,
     pthread_cond_init(&d->changed, NULL);
     atomic_init(&d->skipped, 0);
     d->batch = o->batch;
+    d->label_count = o->label_count > 0 ? o->label_count : 0;
+    d->stream_count = d->label_count ? 1 : 2;
     d->flip = o->flip != 0;
     d->threads = o->threads;
     d->seed = o->seed;
@@ -676,7 +754,11 @@ diat_status diat_dataset_open(const diat_dataset_options *o, diat_dataset **out,
     d->queue_len = o->threads + 1;
 
     diat_status st;
-    if (o->celeba_root) {
+    if (o->label_count) {
+        d->celeba_geometry = 1;
+        st = celeba_select_labeled(o->celeba_root, o->labels, d->label_count, o->split,
+                                   &d->streams[SOURCES].list, &d->labels, err);
+    } else if (o->celeba_root) {
         d->celeba_geometry = 1;
         st = celeba_select(o->celeba_root, o->attribute, o->add != 0, o->split,
                            &d->streams[SOURCES].list, &d->streams[REFERENCES].list, err);
@@ -685,7 +767,7 @@ diat_status diat_dataset_open(const diat_dataset_options *o, diat_dataset **out,
         if (st == DIAT_OK)
             st = folder_list(o->target_dir, "target folder", &d->streams[REFERENCES].list, err);
     }
-    for (int s = 0; st == DIAT_OK && s < 2; s++) {
+    for (int s = 0; st == DIAT_OK && s < d->stream_count; s++) {
         stream *str = &d->streams[s];
         if (str->list.count >= UINT32_MAX) {
             st = diat_set_error(err, DIAT_ERR_ARGUMENT, "Too many %s images (%zu).", stream_name(s),
@@ -720,7 +802,9 @@ diat_status diat_dataset_open(const diat_dataset_options *o, diat_dataset **out,
             st = diat_set_error(err, DIAT_ERR_MEMORY, "Out of memory for the batch queue.");
     }
     for (int i = 0; st == DIAT_OK && i < d->queue_len; i++)
-        if (!(d->slots[i].data = malloc((size_t)2 * d->batch * FACE_FLOATS * sizeof(float))))
+        if (!(d->slots[i].data =
+                  malloc((size_t)d->stream_count * d->batch * FACE_FLOATS * sizeof(float))) ||
+            !(d->slots[i].index = malloc((size_t)d->batch * sizeof *d->slots[i].index)))
             st = diat_set_error(err, DIAT_ERR_MEMORY,
                                 "Out of memory for a queue of %d batches of %d faces.",
                                 d->queue_len, d->batch);
@@ -729,7 +813,7 @@ diat_status diat_dataset_open(const diat_dataset_options *o, diat_dataset **out,
         return st;
     }
     for (int i = 0; i < d->threads; i++) d->workers[i].d = d;
-    d->fingerprint = fingerprint(d);
+    d->fingerprint = fingerprint(d, o->labels);
     *out = d;
     return DIAT_OK;
 }
@@ -825,7 +909,11 @@ void diat_dataset_close(diat_dataset *d)
         for (int s = 0; s < 2; s++)
             for (int k = 0; k < 2; k++) free(d->workers[i].cache[s].perm[k]);
     free(d->workers);
-    for (int i = 0; d->slots && i < d->queue_len; i++) free(d->slots[i].data);
+    for (int i = 0; d->slots && i < d->queue_len; i++) {
+        free(d->slots[i].data);
+        free(d->slots[i].index);
+    }
+    free(d->labels);
     free(d->slots);
     for (int s = 0; s < 2; s++) {
         dataset_list_free(&d->streams[s].list);

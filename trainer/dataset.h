@@ -65,6 +65,12 @@ typedef struct diat_dataset_options {
      * an image without a face is skipped like an unreadable one (warned
      * once, counted). NULL: the centred square, as above. */
     const char *detector_path, *landmarks_path;
+    /* CelebA only: a labeled data set for classifiers. With label_count > 0
+     * the one stream holds every face of the split (no selection, no
+     * references, `attribute` and `add` ignored) and each face comes with
+     * the 0/1 values of the attributes labels[0..label_count) (at most 32). */
+    const char *const *labels;
+    int label_count;
 } diat_dataset_options;
 
 typedef struct diat_dataset diat_dataset;
@@ -77,6 +83,21 @@ diat_status diat_dataset_open(const diat_dataset_options *o, diat_dataset **out,
  * (NCHW, RGB, [-1, 1]). Blocks until the batch is ready. On failure the
  * position does not move (calling again retries the same batch). */
 diat_status diat_dataset_next(diat_dataset *d, float *sources, float *references, diat_error *err);
+
+/* Labeled data sets: the next batch of faces [batch, 3, 128, 128] and their
+ * labels [batch, label_count] (1 has the attribute, 0 not), under the same
+ * determinism as diat_dataset_next (which a labeled data set refuses). A
+ * stand-in for an unreadable face brings its own labels. */
+diat_status diat_dataset_next_labeled(diat_dataset *d, float *faces, float *labels,
+                                      diat_error *err);
+int diat_dataset_label_count(const diat_dataset *d);
+/* The labels of source i (file order), label_count floats. */
+void diat_dataset_labels_of(const diat_dataset *d, size_t i, float *labels);
+/* Source i in file order, unflipped, decoded on the calling thread, and its
+ * labels (may be NULL): for evaluations that see every face once. An
+ * unreadable face is an error (and is counted as skipped). */
+diat_status diat_dataset_labeled_face(diat_dataset *d, size_t i, float *face, float *labels,
+                                      diat_error *err);
 
 /* The first `count` readable sources of the split in file order, unflipped,
  * [count, 3, 128, 128] in [-1, 1]: fixed faces for sample grids. Decoded on

@@ -1,6 +1,7 @@
 /* diat-train: trains DIAT's transform and mask networks against a WGAN-GP
- * critic (or the denoiser they are regularised with), with checkpoints
- * that resume exactly, a time budget, logs, samples and export.
+ * critic (or the denoiser they are regularised with, or the attribute
+ * classifier that judges their results), with checkpoints that resume
+ * exactly, a time budget, logs, samples and export.
  * Run `diat-train --help` for every option and its default. */
 #include "trainer.h"
 
@@ -72,9 +73,24 @@ static int run_export(trainer *tr, const char *checkpoint)
         fprintf(stderr, "diat-train: error: %s does not exist: nothing to export\n", checkpoint);
         return 1;
     }
-    if (checkpoint_load(tr, checkpoint, &err) || export_model(tr, tr->opt.export_path, &err))
+    /* A classifier's export carries its val-split accuracy at this step. */
+    if (checkpoint_load(tr, checkpoint, &err) ||
+        (tr->opt.mode == TRAIN_CLASSIFIER && classifier_evaluate_run(tr, &err)) ||
+        export_model(tr, tr->opt.export_path, &err))
         return fail(&err);
     printf("diat-train: exported step %ld to %s\n", tr->step, tr->opt.export_path);
+    return 0;
+}
+
+/* --evaluate: the run's classifier at its checkpoint, on the val split. */
+static int run_evaluate(trainer *tr, const char *checkpoint)
+{
+    diat_error err = {0};
+    if (checkpoint_load(tr, checkpoint, &err) || classifier_evaluate_run(tr, &err))
+        return fail(&err);
+    char what[64];
+    snprintf(what, sizeof what, "the run at step %ld", tr->step);
+    classifier_print_eval(&tr->classifier, &tr->eval, what);
     return 0;
 }
 
@@ -83,7 +99,7 @@ static int save_outputs(trainer *tr, const char *checkpoint, const char *log, co
 {
     diat_error err = {0};
     if (with_checkpoint && checkpoint_save(tr, checkpoint, &err)) return fail(&err);
-    if (report_loss_plot(log, plot, &err)) return fail(&err);
+    if (report_loss_plot(log, plot, tr->opt.mode, &err)) return fail(&err);
     if (with_samples) {
         char path[4096];
         snprintf(path, sizeof path, "%s/step-%07ld.png", samples_dir, tr->step);
@@ -98,13 +114,16 @@ int main(int argc, char **argv)
     int parsed = train_options_parse(argc, argv, &opt);
     if (parsed == 1) return 0;
     if (parsed == 2) return 2;
+    /* An exported classifier needs no run folder. */
+    if (opt.evaluate && opt.model_path) return classifier_evaluate_file(&opt);
     if (make_dir(opt.run_dir)) return 1;
     char checkpoint[4096], log[4096], plot[4096], samples_dir[4096];
     join(checkpoint, sizeof checkpoint, opt.run_dir, "checkpoint.safetensors");
     join(log, sizeof log, opt.run_dir, "log.csv");
     join(plot, sizeof plot, opt.run_dir, "loss.png");
     join(samples_dir, sizeof samples_dir, opt.run_dir, "samples");
-    if (!opt.export_path && !opt.resume && file_exists(checkpoint)) {
+    int reading = opt.export_path || opt.evaluate; /* the run's checkpoint, nothing else */
+    if (!reading && !opt.resume && file_exists(checkpoint)) {
         fprintf(stderr,
                 "diat-train: error: %s already holds a run; continue it with --resume or choose "
                 "another --run-dir\n",
@@ -115,7 +134,12 @@ int main(int argc, char **argv)
         fprintf(stderr, "diat-train: error: --resume: %s does not exist\n", checkpoint);
         return 2;
     }
-    if (make_dir(samples_dir)) return 1;
+    if (reading && !file_exists(checkpoint)) {
+        fprintf(stderr, "diat-train: error: %s does not exist: nothing to %s\n", checkpoint,
+                opt.export_path ? "export" : "evaluate");
+        return opt.export_path ? 1 : 2;
+    }
+    if (!reading && opt.mode != TRAIN_CLASSIFIER && make_dir(samples_dir)) return 1;
 
     /* Installed before the (slow) start-up, so an early Ctrl-C still ends
      * with a checkpoint after the first step rather than killing the run. */
@@ -127,9 +151,12 @@ int main(int argc, char **argv)
 
     trainer tr;
     diat_error err = {0};
-    if (opt.export_path && file_exists(checkpoint) &&
-        checkpoint_read_settings(checkpoint, &opt, &err))
-        return fail(&err);
+    if (reading && checkpoint_read_settings(checkpoint, &opt, &err)) return fail(&err);
+    if (opt.evaluate && opt.mode != TRAIN_CLASSIFIER) {
+        fprintf(stderr, "diat-train: error: --evaluate judges classifier runs; %s holds a %s run\n",
+                opt.run_dir, opt.mode == TRAIN_DENOISER ? "denoiser" : "transfer");
+        return 2;
+    }
     /* Settings that decide the networks' shapes, before building them. */
     if (opt.resume && checkpoint_read_resume(checkpoint, &opt, &err)) return fail(&err);
     if (opt.init_from && init_from_read_settings(opt.init_from, &opt, &err)) return fail(&err);
@@ -138,8 +165,8 @@ int main(int argc, char **argv)
         trainer_free(&tr);
         return rc;
     }
-    if (opt.export_path) {
-        int rc = run_export(&tr, checkpoint);
+    if (reading) {
+        int rc = opt.export_path ? run_export(&tr, checkpoint) : run_evaluate(&tr, checkpoint);
         trainer_free(&tr);
         return rc;
     }
@@ -181,7 +208,7 @@ int main(int argc, char **argv)
         long total = warming ? opt.critic_warmup : opt.steps;
         double per_step = (now - phase_start) / (double)(done - phase_first);
         int new_log = !file_exists(log);
-        if (report_append_csv(log, &figures, new_log, &err)) {
+        if (report_append_csv(log, opt.mode, &figures, new_log, &err)) {
             rc = fail(&err);
             break;
         }
@@ -203,7 +230,21 @@ int main(int argc, char **argv)
         }
     }
     int finished = tr.step >= opt.steps && tr.warmup_done >= opt.critic_warmup;
-    if (rc == 0 && finished) rc = save_outputs(&tr, checkpoint, log, plot, samples_dir, 1, 1);
+    /* A classifier's run ends with its val-split accuracy (also after the
+     * time budget; not when interrupted), kept in the checkpoint for export. */
+    int evaluated = 0;
+    if (rc == 0 && opt.mode == TRAIN_CLASSIFIER && !stop_signal && tr.step > 0) {
+        if (classifier_evaluate_run(&tr, &err)) {
+            rc = fail(&err);
+        } else {
+            char what[64];
+            snprintf(what, sizeof what, "the classifier at step %ld", tr.step);
+            classifier_print_eval(&tr.classifier, &tr.eval, what);
+            evaluated = 1;
+        }
+    }
+    if (rc == 0 && (finished || evaluated))
+        rc = save_outputs(&tr, checkpoint, log, plot, samples_dir, 1, finished);
     if (!opt.quiet)
         fprintf(stderr, "\ndiat-train: %s at step %ld (%zu unreadable images skipped)%s\n", reason,
                 tr.step, diat_dataset_skipped(tr.data),

@@ -9,6 +9,7 @@
 typedef enum train_mode {
     TRAIN_TRANSFER = 0, /* T and M against D: the DIAT objective */
     TRAIN_DENOISER,     /* DN on noisy/clean faces (run first) */
+    TRAIN_CLASSIFIER,   /* the attribute classifier that judges results */
 } train_mode;
 
 typedef struct train_options {
@@ -28,7 +29,7 @@ typedef struct train_options {
     float lambda_gp, lambda_ap, lambda_id, lambda_pr, lambda_ar, ratio;
     int n_critic;
     float noise_sigma; /* denoiser training noise, pixel units */
-    /* optimizer */
+    /* optimizer (lr_g is the classifier's --lr) */
     float lr_g, lr_d, beta1, beta2;
     int batch;
     long steps;
@@ -48,7 +49,15 @@ typedef struct train_options {
     int threads;
     const char *backend;
     int quiet;
+    /* classifier: cross-entropy or Brier score; cosine learning-rate decay
+     * over --steps or constant; --evaluate the run (or --model FILE) */
+    int loss_brier, lr_constant, evaluate;
+    const char *model_path;
+    /* the first option given that a classifier run does not take (or that
+     * only a classifier run takes), to refuse it clearly; NULL when none */
+    const char *not_classifier_option, *classifier_option;
     char attribute_storage[64]; /* holds `attribute` when read from a checkpoint */
+    char celeba_storage[4096];  /* holds `celeba_root` when read from a checkpoint */
     /* provenance of an --init-from run ("NAME (SIZE bytes, FNV-1a ...)"),
      * kept in its checkpoints and exports; empty otherwise */
     char init_note[512];

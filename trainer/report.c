@@ -15,18 +15,22 @@
 #define FACE DIAT_FACE_SIZE
 #define FACE_PIXELS (FACE * FACE)
 
-/* CSV columns after step and seconds, in loss_slot order. */
-static const char *const kColumns[LOSS_SLOTS] = {"critic_real",
-                                                 "critic_fake",
-                                                 "gradient_penalty",
-                                                 "adversarial",
-                                                 "perceptual_layer4",
-                                                 "perceptual_layer5",
-                                                 "identity",
-                                                 "regularization",
-                                                 "ratio",
-                                                 "mask_mean",
-                                                 "denoise"};
+/* Column names of the loss slots, in loss_slot order. */
+static const char *const kColumns[LOSS_SLOTS] = {
+    "critic_real", "critic_fake",       "gradient_penalty",
+    "adversarial", "perceptual_layer4", "perceptual_layer5",
+    "identity",    "regularization",    "ratio",
+    "mask_mean",   "denoise",           "cross_entropy",
+    "brier",       "acc_Eyeglasses",    "acc_Mouth_Slightly_Open",
+    "acc_Smiling", "acc_Young",         "acc_Male"};
+
+/* The slots a mode logs, after step and seconds: transfer and denoiser runs
+ * keep the columns their logs always had; a classifier logs its own. */
+static void logged_slots(train_mode mode, int *first, int *count)
+{
+    *first = mode == TRAIN_CLASSIFIER ? LOSS_CLS_XENT : 0;
+    *count = mode == TRAIN_CLASSIFIER ? LOSS_SLOTS - LOSS_CLS_XENT : LOSS_CLS_XENT;
+}
 
 static void format_duration(double seconds, char *text, size_t size)
 {
@@ -48,7 +52,14 @@ void report_progress(const trainer *tr, const step_figures *f, double images_per
     bar[BAR] = 0;
     format_duration(eta_seconds, eta, sizeof eta);
     const double *v = f->value;
-    if (f->step < 0) /* critic warm-up: step -N..-1 */
+    if (tr->opt.mode == TRAIN_CLASSIFIER)
+        fprintf(stderr,
+                "\rstep %ld/%ld [%s] %.1f img/s ETA %s  %s %.4f | acc %.2f %.2f %.2f %.2f %.2f   ",
+                f->step, tr->opt.steps, bar, images_per_second, eta,
+                tr->opt.loss_brier ? "brier" : "xent",
+                v[tr->opt.loss_brier ? LOSS_CLS_BRIER : LOSS_CLS_XENT], v[LOSS_CLS_ACC],
+                v[LOSS_CLS_ACC + 1], v[LOSS_CLS_ACC + 2], v[LOSS_CLS_ACC + 3], v[LOSS_CLS_ACC + 4]);
+    else if (f->step < 0) /* critic warm-up: step -N..-1 */
         fprintf(stderr, "\rcritic warm-up %ld/%d %.1f img/s ETA %s  W %.3f gp %.3f m %.2f   ",
                 f->step + tr->opt.critic_warmup + 1, tr->opt.critic_warmup, images_per_second, eta,
                 v[LOSS_CRITIC_REAL] - v[LOSS_CRITIC_FAKE], v[LOSS_GP], v[LOSS_MASK_MEAN]);
@@ -65,18 +76,20 @@ void report_progress(const trainer *tr, const step_figures *f, double images_per
     fflush(stderr);
 }
 
-diat_status report_append_csv(const char *path, const step_figures *f, int write_header,
-                              diat_error *err)
+diat_status report_append_csv(const char *path, train_mode mode, const step_figures *f,
+                              int write_header, diat_error *err)
 {
+    int first, count;
+    logged_slots(mode, &first, &count);
     FILE *out = fopen(path, "a");
     if (!out) return diat_set_error(err, DIAT_ERR_IO, "Cannot append to %s.", path);
     if (write_header) {
         fprintf(out, "step,seconds");
-        for (int k = 0; k < LOSS_SLOTS; k++) fprintf(out, ",%s", kColumns[k]);
+        for (int k = first; k < first + count; k++) fprintf(out, ",%s", kColumns[k]);
         fputc('\n', out);
     }
     fprintf(out, "%ld,%.3f", f->step, f->seconds);
-    for (int k = 0; k < LOSS_SLOTS; k++) fprintf(out, ",%.6g", f->value[k]);
+    for (int k = first; k < first + count; k++) fprintf(out, ",%.6g", f->value[k]);
     fputc('\n', out);
     int failed = ferror(out);
     if (fclose(out) || failed) return diat_set_error(err, DIAT_ERR_IO, "Cannot write %s.", path);
@@ -121,7 +134,7 @@ diat_status report_sample_grid(trainer *tr, const char *path, diat_error *err)
 {
     diat_context *ctx = tr->ctx;
     const int count = tr->sample_count;
-    if (count == 0 || tr->opt.mode == TRAIN_DENOISER) return DIAT_OK;
+    if (count == 0 || tr->opt.mode != TRAIN_TRANSFER) return DIAT_OK;
     diat_tensor x = {0};
     diat_status st = diat_tensor_alloc(ctx, &x, count, 3, FACE, FACE, err);
     if (st != DIAT_OK) return st;
@@ -170,7 +183,8 @@ typedef struct series {
     size_t count, capacity;
 } series;
 
-static int read_csv(const char *path, series *s)
+/* The logged slots [first, first + count) of each row into s->value[]. */
+static int read_csv(const char *path, int first, int count, series *s)
 {
     memset(s, 0, sizeof *s);
     FILE *in = fopen(path, "r");
@@ -188,7 +202,8 @@ static int read_csv(const char *path, series *s)
         }
         s->step[s->count] = step;
         p = strchr(end + 1, ','); /* skip seconds */
-        for (int k = 0; k < LOSS_SLOTS; k++) {
+        for (int k = 0; k < LOSS_SLOTS; k++) s->value[k][s->count] = NAN;
+        for (int k = first; k < first + count; k++) {
             s->value[k][s->count] = p ? strtod(p + 1, &end) : NAN;
             p = p ? strchr(p + 1, ',') : NULL;
         }
@@ -249,12 +264,15 @@ static void plot_panel(cairo_t *cr, const series *s, int k, double x0, double y0
     cairo_stroke(cr);
 }
 
-diat_status report_loss_plot(const char *csv_path, const char *png_path, diat_error *err)
+diat_status report_loss_plot(const char *csv_path, const char *png_path, train_mode mode,
+                             diat_error *err)
 {
+    int first, count;
+    logged_slots(mode, &first, &count);
     series s;
-    if (read_csv(csv_path, &s) != 0) return DIAT_OK; /* nothing logged yet */
+    if (read_csv(csv_path, first, count, &s) != 0) return DIAT_OK; /* nothing logged yet */
     enum { COLUMNS = 4, PANEL_W = 320, PANEL_H = 160 };
-    int rows = (LOSS_SLOTS + COLUMNS - 1) / COLUMNS;
+    int rows = (count + COLUMNS - 1) / COLUMNS;
     cairo_surface_t *surface =
         cairo_image_surface_create(CAIRO_FORMAT_RGB24, COLUMNS * PANEL_W, rows * PANEL_H);
     cairo_t *cr = cairo_create(surface);
@@ -262,9 +280,9 @@ diat_status report_loss_plot(const char *csv_path, const char *png_path, diat_er
     cairo_paint(cr);
     cairo_select_font_face(cr, "sans-serif", CAIRO_FONT_SLANT_NORMAL, CAIRO_FONT_WEIGHT_NORMAL);
     cairo_set_font_size(cr, 11);
-    for (int k = 0; k < LOSS_SLOTS; k++)
-        plot_panel(cr, &s, k, (k % COLUMNS) * PANEL_W + 4, (k / COLUMNS) * PANEL_H + 4, PANEL_W - 8,
-                   PANEL_H - 8);
+    for (int i = 0; i < count; i++)
+        plot_panel(cr, &s, first + i, (i % COLUMNS) * PANEL_W + 4, (i / COLUMNS) * PANEL_H + 4,
+                   PANEL_W - 8, PANEL_H - 8);
     cairo_destroy(cr);
     /* Written beside the target and renamed: a reader never sees half a PNG. */
     char tmp[4096];

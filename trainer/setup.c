@@ -131,6 +131,7 @@ diat_status trainer_init(trainer *tr, const train_options *opt, diat_error *err)
     diat_status st = diat_context_new(kind, opt->threads, &tr->ctx, err);
     if (st == DIAT_OK && diat_context_notice(tr->ctx))
         fprintf(stderr, "diat-train: %s\n", diat_context_notice(tr->ctx));
+    if (st == DIAT_OK && opt->mode == TRAIN_CLASSIFIER) return classifier_setup(tr, err);
     /* An export needs the networks only: no data, no frozen helpers. */
     int exporting = opt->export_path != NULL;
     if (st == DIAT_OK && !exporting) st = open_data(tr, err);
@@ -206,6 +207,7 @@ void trainer_free(trainer *tr)
     diat_mask_free(&tr->mask);
     diat_critic_free(&tr->critic);
     diat_denoiser_free(&tr->denoiser);
+    classifier_release(tr);
     if (tr->have_identity) diat_face_recognition_free(&tr->identity);
     diat_dataset_close(tr->data);
     free(tr->host_sources);

@@ -306,6 +306,7 @@ diat_status trainer_warmup_step(trainer *tr, step_figures *figures, diat_error *
 
 diat_status trainer_step(trainer *tr, step_figures *figures, diat_error *err)
 {
+    if (tr->opt.mode == TRAIN_CLASSIFIER) return classifier_step(tr, figures, err);
     diat_status st = DIAT_OK;
     clear_scalars(tr);
     if (tr->opt.mode == TRAIN_DENOISER) {

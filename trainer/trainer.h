@@ -34,8 +34,25 @@ enum loss_slot {
     LOSS_AR,        /* weighted attribute ratio term */
     LOSS_MASK_MEAN, /* mean(m) */
     LOSS_DENOISE,   /* denoiser mode: mean squared error */
-    LOSS_SLOTS
+    /* classifier mode (host-computed from the batch's probabilities): */
+    LOSS_CLS_XENT,  /* mean cross-entropy over faces and attributes */
+    LOSS_CLS_BRIER, /* mean squared error of the probabilities */
+    LOSS_CLS_ACC,   /* accuracy on the batch, one slot per attribute */
+    LOSS_SLOTS = LOSS_CLS_ACC + 5
 };
+
+/* The classifier's attributes, in output order (classifier.c). */
+#define CLASSIFIER_ATTRIBUTES 5
+extern const char *const classifier_attributes[CLASSIFIER_ATTRIBUTES];
+
+/* Accuracy per attribute on the val split (threshold 0.5). */
+typedef struct classifier_eval {
+    long step;      /* the training step it judged; -1 when there is none */
+    long faces;     /* faces judged (unreadable ones are left out) */
+    int attributes; /* the classifier's outputs */
+    double accuracy[DIAT_CLASSIFIER_MAX_OUTPUTS];
+    double positive[DIAT_CLASSIFIER_MAX_OUTPUTS]; /* fraction of the faces that have it */
+} classifier_eval;
 
 /* Host copy of one step's figures, as logged. */
 typedef struct step_figures {
@@ -54,6 +71,7 @@ typedef struct trainer {
     diat_critic critic;
     diat_denoiser denoiser;
     diat_face_recognition identity;
+    diat_classifier classifier;
     int have_identity, have_denoiser;
     optimizer opt_g, opt_d; /* T+M (or DN in denoiser mode), and D */
     /* progress: generator steps done, critic warm-up steps done (of
@@ -68,6 +86,11 @@ typedef struct trainer {
     diat_tensor sources, references, result, interp, interp_weight, penalty_grad, penalty_u;
     diat_tensor feat4_x, feat5_x, dfeat4, dfeat5, dscore, embed_x, dembed;
     diat_tensor dresult, dtransform, dmask, dtarget, scalars;
+    /* classifier mode: labels of the batch, dL/dlogits, the probabilities
+     * downloaded, and the last val-split evaluation */
+    float *host_labels, *host_logits;
+    diat_tensor labels, dlogits;
+    classifier_eval eval;
 } trainer;
 
 /* Build everything the options ask for (networks, data, optimizers). */
@@ -102,13 +125,40 @@ diat_status checkpoint_read_resume(const char *path, train_options *o, diat_erro
 /* The inference model (T and M), or the denoiser, with full metadata. */
 diat_status export_model(const trainer *tr, const char *path, diat_error *err);
 
+/* The attribute classifier's run (classifier.c). Setup after the context
+ * exists (data unless exporting or evaluating, network, Adam, buffers). */
+diat_status classifier_setup(trainer *tr, diat_error *err);
+void classifier_release(trainer *tr);
+/* One Adam step on a batch of labeled faces; fills the LOSS_CLS_* figures. */
+diat_status classifier_step(trainer *tr, step_figures *figures, diat_error *err);
+/* Judge `c` on every face of the CelebA val split (threshold 0.5), showing
+ * progress on stderr unless quiet. */
+diat_status classifier_evaluate(diat_classifier *c, const char *celeba_root, int quiet,
+                                classifier_eval *out, diat_error *err);
+/* The run's classifier at its current step, unless tr->eval is for it
+ * already; the data are --celeba or the folder the run trained on. */
+diat_status classifier_evaluate_run(trainer *tr, diat_error *err);
+/* Print an evaluation of `c` (stdout): accuracy and base rate per attribute. */
+void classifier_print_eval(const diat_classifier *c, const classifier_eval *e, const char *what);
+/* --evaluate --model FILE: load an export through the public API and judge
+ * it; returns the exit status. */
+int classifier_evaluate_file(const train_options *opt);
+/* The evaluation in a checkpoint's metadata, and back. */
+diat_status classifier_save_eval(const trainer *tr, diat_st_writer *w, diat_error *err);
+diat_status classifier_load_eval(trainer *tr, const diat_safetensors *st, diat_error *err);
+/* The classifier's part of an export: metadata and weights. */
+diat_status classifier_export(const trainer *tr, diat_st_writer *w, diat_dtype dtype,
+                              diat_error *err);
+
 /* Reports: progress line, CSV log, sample grid and loss plot PNGs. */
 void report_progress(const trainer *tr, const step_figures *f, double images_per_second,
                      double eta_seconds);
-diat_status report_append_csv(const char *path, const step_figures *f, int write_header,
-                              diat_error *err);
+/* The CSV columns are the mode's (report.c: logged_slots). */
+diat_status report_append_csv(const char *path, train_mode mode, const step_figures *f,
+                              int write_header, diat_error *err);
 diat_status report_truncate_csv(const char *path, long last_step, diat_error *err);
 diat_status report_sample_grid(trainer *tr, const char *path, diat_error *err);
-diat_status report_loss_plot(const char *csv_path, const char *png_path, diat_error *err);
+diat_status report_loss_plot(const char *csv_path, const char *png_path, train_mode mode,
+                             diat_error *err);
 
 #endif
