@@ -11,6 +11,7 @@
  * error (unknown option, malformed number, ...). Each failure is one line on
  * stderr starting "diat: error: ".
  */
+#include "cli.h"
 #include "diat.h"
 #include "diat-train.h"
 #include "eval.h"
@@ -31,16 +32,11 @@
 #define DIAT_VERSION "unknown"
 #endif
 
-#define EXIT_RUNTIME 1
-#define EXIT_USAGE 2
 #define MAX_ASPECT 1.25 /* beyond this, the whole image is no face crop */
 #define DETECTOR_FILE "face-detector-tiny.safetensors"
 #define LANDMARKS_FILE "face-landmarks-68.safetensors"
 
-static int report_error(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-/* Print "diat: error: ..." and return `code` for the caller to exit with. */
-static int report_error(int code, const char *fmt, ...)
+int report_error(int code, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);

@@ -11,6 +11,7 @@
  * runtime failure and 2 for wrong usage. Nothing is written unless the
  * whole evaluation succeeded.
  */
+#include "cli.h"
 #include "eval.h"
 
 #include "image-io.h"
@@ -19,30 +20,14 @@
 #include <getopt.h>
 #include <libgen.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define EXIT_RUNTIME 1
-#define EXIT_USAGE 2
 #define FACERES_FILE "faceres.safetensors"
 #define RECOGNITION_FILE "face-recognition-resnet29.safetensors"
-
-static int eval_error(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static int eval_error(int code, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("diat: error: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    return code;
-}
 
 static int eval_usage(const char *what, const char *detail)
 {
@@ -138,8 +123,8 @@ static int check_output(const char *path, const char *option)
     snprintf(copy, sizeof copy, "%s", path);
     const char *dir = dirname(copy);
     if (access(dir, W_OK) != 0)
-        return eval_error(EXIT_RUNTIME, "cannot write %s '%s': its folder '%s' %s.", option, path,
-                          dir, errno == ENOENT ? "does not exist" : "is not writable");
+        return report_error(EXIT_RUNTIME, "cannot write %s '%s': its folder '%s' %s.", option, path,
+                            dir, errno == ENOENT ? "does not exist" : "is not writable");
     return 0;
 }
 
@@ -274,12 +259,12 @@ static int resolve(eval_settings *s, const diat_model *model, char *faceres, cha
     const char *direction =
         s->direction_option ? s->direction_option : diat_model_metadata(model, "direction");
     if (!attribute || !attribute[0] || strlen(attribute) >= sizeof s->attribute)
-        return eval_error(EXIT_USAGE, "the model '%s' names no attribute; give --attribute NAME.",
-                          s->model);
+        return report_error(EXIT_USAGE, "the model '%s' names no attribute; give --attribute NAME.",
+                            s->model);
     if (!direction || (strcmp(direction, "add") != 0 && strcmp(direction, "remove") != 0))
-        return eval_error(EXIT_USAGE,
-                          "the model '%s' has no direction add or remove; give --direction.",
-                          s->model);
+        return report_error(EXIT_USAGE,
+                            "the model '%s' has no direction add or remove; give --direction.",
+                            s->model);
     snprintf(s->attribute, sizeof s->attribute, "%s", attribute);
     s->add = strcmp(direction, "add") == 0;
     const char *label = diat_model_metadata(model, "label");
@@ -304,10 +289,10 @@ static int resolve(eval_settings *s, const diat_model *model, char *faceres, cha
     for (int i = 0; i < 2; i++) {
         if (*given[i]) continue;
         if (find_model(names[i], found[i], size) != 0)
-            return eval_error(EXIT_RUNTIME,
-                              "the model '%s' was not found in $DIAT_MODEL_PATH or the "
-                              "install's share/diat/models; give it with --%s FILE.",
-                              names[i], i ? "face-recognition" : "faceres");
+            return report_error(EXIT_RUNTIME,
+                                "the model '%s' was not found in $DIAT_MODEL_PATH or the "
+                                "install's share/diat/models; give it with --%s FILE.",
+                                names[i], i ? "face-recognition" : "faceres");
         *given[i] = found[i];
     }
     return 0;
@@ -466,7 +451,7 @@ int command_eval(int argc, char *argv[])
     goto done;
 
 engine_error:
-    rc = eval_error(err.code == DIAT_ERR_ARGUMENT ? EXIT_USAGE : EXIT_RUNTIME, "%s", err.message);
+    rc = report_error(err.code == DIAT_ERR_ARGUMENT ? EXIT_USAGE : EXIT_RUNTIME, "%s", err.message);
 done:
     free(grid);
     eval_faces_free(&faces);
