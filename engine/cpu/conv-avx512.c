@@ -1,6 +1,8 @@
-/* 2-D convolution forward with AVX-512: an implicit GEMM written for this
- * engine's layers, used instead of im2col + OpenBLAS when the CPU has
- * AVX-512 (conv.c asks first; backward stays on OpenBLAS).
+/* 2-D convolution with AVX-512: an implicit GEMM written for this engine's
+ * layers (conv-avx512.h), used instead of im2col + OpenBLAS when the CPU
+ * has AVX-512 (conv.c asks first). This file holds the micro-kernel, the
+ * driver and the forward; conv-backward-avx512.c runs dx through the same
+ * driver and dweight through the same packing.
  *
  *   y[o, j] = act(bias[o] + sum_k W[o, k] * B[k, j])
  *
@@ -10,14 +12,15 @@
  * GEMMs at batch 16. B[k, j] is the input pixel that column j sees through
  * tap k (im2col), never built as a whole:
  *
- *  - packed: a fused im2col writes B into panels of 32 columns,
- *    panel[k][0..32), a chunk at a time sized to stay in L2 while every
- *    block of weight rows sweeps it. Rows of output are copied as runs
- *    (stride 2 via a permute); outputs narrower than 16 (4x4, 8x8 layers)
- *    are gathered instead.
- *  - direct: for 3x3 stride-1 layers with few output channels (T.up5,
- *    M.conv3..5) the tiles load B straight from x (masked at the borders):
- *    packing, read by only 1-4 weight blocks, would cost more than it saves.
+ *  - packed: a fused im2col (conv-pack-avx512.c) writes B into panels of 32
+ *    columns, panel[k][0..32), a chunk at a time sized to stay in L2 while
+ *    every block of weight rows sweeps it (panel by panel, or block by
+ *    block where a panel no longer fits L1).
+ *  - direct: for stride-1 problems with kernels up to 4x4, rows a multiple
+ *    of 16 and few output channels (T.up5, M.conv3..5, DN, and the dx
+ *    phases of D's k4 s2 layers) the tiles load B straight from x (masked
+ *    at the borders): packing, read by only 1-6 weight blocks, would cost
+ *    more than it saves.
  *
  * A is not packed at all: the micro-kernel broadcasts W[o][k] from MR
  * sequential weight rows (prefetchers follow MR streams easily), which
@@ -32,232 +35,82 @@
  * at batch 1) uses 16-wide panels, so no FMA is spent on padding.
  *
  * Bias, ReLU and LeakyReLU are applied to the accumulators before masked
- * stores to NCHW; sigmoid and tanh run afterwards over y.
+ * stores (or adds, for dx: every element, or every second one for the
+ * phases of a stride-2 dx) to NCHW; sigmoid and tanh run afterwards over y.
  *
  * Threads (worker-pool.c): each thread takes a range of panels, or, where
  * the weights outweigh the columns, a range of weight blocks; no two write
  * the same outputs, and no thread reads panels another core packed. */
-#include "ops-cpu.h"
+#include "conv-avx512.h"
 #include "worker-pool.h"
 
-#include <immintrin.h>
 #include <pthread.h>
-#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define AVX512_TARGET __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,fma")))
-#define AVX512_INLINE static inline __attribute__((always_inline)) AVX512_TARGET
-/* Every loop over a tile's rows must be unrolled, or the accumulators go
- * through memory (the epilogue's loop alone makes GCC keep them there). */
-#define UNROLL_ROWS _Pragma("GCC unroll 12")
-
 enum {
-    MR = 12,    /* output channels per micro-tile */
-    PANEL = 32, /* columns per packed panel (two zmm) */
     /* Packed-panel floats per chunk: 1 MiB, half of this machine's 2 MiB L2
      * per core, so the chunk survives while all weight blocks sweep it. */
     CHUNK_FLOATS = 256 * 1024,
     MAX_SEGMENTS = PANEL, /* a panel of 1x1 outputs touches 32 images */
-    MAX_KERNEL = 16,      /* larger kernels take the BLAS path */
+    /* Panels over 32 KB (K > 256) do not stay in L1 while the weight
+     * blocks sweep them: the chunk then runs block-major (measured: D.conv4
+     * 10% faster, T.192 8%; D.conv1's 6 KB panels 5% slower). */
+    BLOCK_MAJOR_FLOATS = 8 * 1024,
+    BLOCK_MAJOR_PANELS = 16, /* at most, per chunk (their segments are listed) */
     /* Direct tiles re-read (unaligned, masked) what packing reads once:
-     * measured, they win up to 4 blocks of weight rows; packing from 8. */
-    DIRECT_MAX_CHANNELS = 4 * MR,
-    MAX_THREADS = 64,
+     * measured, they win up to 4 blocks of weight rows in the forward and
+     * at 6 in D.conv3's dx (64 rows: 10.4 -> 8.7 ms); packing from 8. */
+    DIRECT_MAX_CHANNELS = 6 * MR,
+    DIRECT_MAX_KERNEL = 4, /* 3x3 layers, the 2x2 phases of k4 s2 ones' dx */
     /* Below ~20 us of work per thread, waking workers costs more than it
      * saves (the small networks of a training run are all like that). */
     MIN_FLOPS_PER_THREAD = 4 * 1000 * 1000,
 };
 
-typedef struct conv_problem {
-    const float *x, *weight, *bias;
-    float *y;
-    int batch, in_c, in_h, in_w, out_c, out_h, out_w, kernel, stride, pad;
-    int patch; /* GEMM K: in_c * kernel * kernel */
-    long in_plane, out_plane;
-    long columns;        /* GEMM N: batch * out_plane */
-    int width;           /* panel width: PANEL, or 16 for tiny GEMMs */
-    int gather;          /* pack with gathers (outputs narrower than 16) */
-    diat_activation act; /* fused if identity/ReLU/LeakyReLU */
-    float slope;
-} conv_problem;
-
-/* Where the columns of one panel go in y: panel column c of output channel
- * o is y[offset + o * out_plane + c] for the columns in `mask`. A panel
- * that crosses an image boundary has one segment per image. */
+/* Where the columns of one panel go in y: panel lane l of row o is
+ * y[offset + o * y_channel + l * y_step] for the lanes in `mask` (offset
+ * may point before y: only masked lanes are touched). A segment is one
+ * image's run of columns (one grid row when y is not contiguous). For
+ * y_step 2, spread[i] is mask's lanes 8i..8i+7 on the even elements of a
+ * 16-float window. */
 typedef struct store_segment {
     long offset;
     uint32_t mask;
+    __mmask16 spread[4];
 } store_segment;
 
-/* ---- packing: the fused im2col ----------------------------------------- */
-
-/* Outputs i in [0, len) read input index first + i*stride; those inside
- * [0, in_len) are [*lo, *hi). */
-static void valid_outputs(int first, int stride, int in_len, int len, int *lo, int *hi)
-{
-    int a = first >= 0 ? 0 : (-first + stride - 1) / stride;
-    int b = in_len - first <= 0 ? 0 : (in_len - first + stride - 1) / stride;
-    if (b > len) b = len;
-    if (a > b) a = b;
-    *lo = a;
-    *hi = b;
-}
-
-AVX512_INLINE __mmask16 first_lanes(int count)
-{
-    return (__mmask16)(count >= 16 ? 0xffffu : (1u << count) - 1u);
-}
-
-/* dst[0..len) = zero; len <= PANEL. */
-AVX512_INLINE void zero_run(float *dst, int len)
-{
-    _mm512_mask_storeu_ps(dst, first_lanes(len), _mm512_setzero_ps());
-    if (len > 16) _mm512_mask_storeu_ps(dst + 16, first_lanes(len - 16), _mm512_setzero_ps());
-}
-
-/* dst[i] = src[i * stride] for i < count (count <= PANEL), never reading
- * past src[(count - 1) * stride]. */
-AVX512_INLINE void gather_run(float *dst, const float *src, int count, int stride)
-{
-    if (stride == 1) {
-        int i = 0;
-        for (; i + 16 <= count; i += 16) _mm512_storeu_ps(dst + i, _mm512_loadu_ps(src + i));
-        if (i < count) {
-            __mmask16 m = first_lanes(count - i);
-            _mm512_mask_storeu_ps(dst + i, m, _mm512_maskz_loadu_ps(m, src + i));
-        }
-    } else if (stride == 2) {
-        /* 16 outputs from 31 consecutive inputs: two loads, keep the even lanes. */
-        const __m512i even =
-            _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
-        for (int i = 0; i < count; i += 16) {
-            int n = count - i < 16 ? count - i : 16, span = 2 * n - 1;
-            const float *s = src + 2 * i;
-            __m512 low = _mm512_maskz_loadu_ps(first_lanes(span), s);
-            __m512 high = span > 16 ? _mm512_maskz_loadu_ps(first_lanes(span - 16), s + 16)
-                                    : _mm512_setzero_ps();
-            _mm512_mask_storeu_ps(dst + i, first_lanes(n), _mm512_permutex2var_ps(low, even, high));
-        }
-    } else {
-        for (int i = 0; i < count; i++) dst[i] = src[(long)i * stride];
-    }
-}
-
-/* The panel columns [col, col + len) = output row oh of image n from ow on. */
-AVX512_TARGET static void pack_segment(const conv_problem *p, int n, int oh, int ow, int len,
-                                       float *panel, int col)
-{
-    const int k = p->kernel, w = p->width;
-    /* Which outputs of the run see the image through tap kj is the same for
-     * every channel and kernel row: work it out once. */
-    int lo[MAX_KERNEL], hi[MAX_KERNEL], full = 1;
-    for (int kj = 0; kj < k; kj++) {
-        valid_outputs(ow * p->stride - p->pad + kj, p->stride, p->in_w, len, &lo[kj], &hi[kj]);
-        full &= lo[kj] == 0 && hi[kj] == len;
-    }
-    for (int c = 0; c < p->in_c; c++) {
-        const float *channel = p->x + ((long)n * p->in_c + c) * p->in_plane;
-        for (int ki = 0; ki < k; ki++) {
-            float *dst = panel + (long)(c * k + ki) * k * w + col;
-            int ih = oh * p->stride - p->pad + ki;
-            if (ih < 0 || ih >= p->in_h) {
-                for (int kj = 0; kj < k; kj++) zero_run(dst + kj * w, len);
-                continue;
-            }
-            const float *row = channel + (long)ih * p->in_w + ow * p->stride - p->pad;
-            if (full) {
-                for (int kj = 0; kj < k; kj++) gather_run(dst + kj * w, row + kj, len, p->stride);
-                continue;
-            }
-            for (int kj = 0; kj < k; kj++, dst += w) {
-                if (lo[kj] > 0 || hi[kj] < len) zero_run(dst, len);
-                if (hi[kj] > lo[kj])
-                    gather_run(dst + lo[kj], row + kj + lo[kj] * p->stride, hi[kj] - lo[kj],
-                               p->stride);
-            }
-        }
-    }
-}
-
 /* Where panel columns [j0, j0 + width) go in y. Returns the segment count. */
-static int list_segments(const conv_problem *p, long j0, store_segment *segments)
+static int list_segments(const conv_gemm *p, long j0, store_segment *segments)
 {
+    const int contiguous = p->y_step == 1 && p->y_row == p->out_w;
     long end = j0 + p->width < p->columns ? j0 + p->width : p->columns;
     int count = 0;
     for (long j = j0; j < end;) {
         int n = (int)(j / p->out_plane);
-        long pos = j % p->out_plane;
-        /* the rest of this image's plane: contiguous in y */
-        long len = p->out_plane - pos < end - j ? p->out_plane - pos : end - j;
-        uint32_t bits = (len >= 32 ? 0xffffffffu : (1u << len) - 1u) << (j - j0);
-        segments[count++] =
-            (store_segment){(long)n * p->out_c * p->out_plane + pos - (j - j0), bits};
+        long pos = j % p->out_plane, len, first;
+        if (contiguous) {
+            /* the rest of this image's plane: contiguous in y */
+            len = p->out_plane - pos < end - j ? p->out_plane - pos : end - j;
+            first = n * p->y_image + pos;
+        } else {
+            long a = pos / p->out_w, b = pos % p->out_w;
+            len = p->out_w - b < end - j ? p->out_w - b : end - j;
+            first = n * p->y_image + a * p->y_row + b * p->y_step;
+        }
+        int lane = (int)(j - j0);
+        uint32_t bits = (len >= 32 ? 0xffffffffu : (1u << len) - 1u) << lane;
+        store_segment *s = &segments[count++];
+        s->offset = first - (long)lane * p->y_step;
+        s->mask = bits;
+        for (int i = 0; i < 4 && p->y_step == 2; i++) {
+            unsigned spread = 0;
+            for (int l = 0; l < 8; l++) spread |= ((bits >> (8 * i + l)) & 1u) << (2 * l);
+            s->spread[i] = (__mmask16)spread;
+        }
         j += len;
     }
     return count;
-}
-
-/* Packing for small outputs (out_w < 16), where row runs are too short
- * for contiguous loads: for a given tap (ki, kj) the input offsets of the
- * panel's columns are the same for every channel, one channel plane apart,
- * so they are worked out once and each panel row is one or two gathers. */
-AVX512_TARGET static void pack_panel_gathered(const conv_problem *p, long j0, float *panel)
-{
-    const int k = p->kernel, taps = k * k, vectors = p->width / 16;
-    int top[PANEL], left[PANEL];
-    long image[PANEL];
-    for (int i = 0; i < p->width; i++) {
-        long j = j0 + i, pos = j % p->out_plane;
-        top[i] = (int)(pos / p->out_w) * p->stride - p->pad;
-        left[i] = (int)(pos % p->out_w) * p->stride - p->pad;
-        image[i] = j < p->columns ? j / p->out_plane * p->in_c * p->in_plane : -1;
-    }
-    for (int ki = 0; ki < k; ki++) {
-        for (int kj = 0; kj < k; kj++) {
-            __m512i offsets[2];
-            __mmask16 valid[2];
-            for (int v = 0; v < vectors; v++) {
-                int32_t lane_offsets[16];
-                uint32_t lanes = 0;
-                for (int l = 0; l < 16; l++) {
-                    int i = 16 * v + l, ih = top[i] + ki, iw = left[i] + kj;
-                    int inside =
-                        image[i] >= 0 && ih >= 0 && ih < p->in_h && iw >= 0 && iw < p->in_w;
-                    lane_offsets[l] = inside ? (int32_t)(image[i] + (long)ih * p->in_w + iw) : 0;
-                    lanes |= (uint32_t)inside << l;
-                }
-                offsets[v] = _mm512_loadu_si512(lane_offsets);
-                valid[v] = (__mmask16)lanes;
-            }
-            float *dst = panel + (long)(ki * k + kj) * p->width;
-            const float *channel = p->x;
-            for (int c = 0; c < p->in_c; c++, dst += (long)taps * p->width, channel += p->in_plane)
-                for (int v = 0; v < vectors; v++)
-                    _mm512_store_ps(dst + 16 * v,
-                                    _mm512_mask_i32gather_ps(_mm512_setzero_ps(), valid[v],
-                                                             offsets[v], channel, 4));
-        }
-    }
-}
-
-/* Packs columns [j0, j0 + width) of B, zeros past the last column. */
-AVX512_TARGET static void pack_panel(const conv_problem *p, long j0, float *panel)
-{
-    if (p->gather) {
-        pack_panel_gathered(p, j0, panel);
-        return;
-    }
-    long end = j0 + p->width < p->columns ? j0 + p->width : p->columns;
-    if (end - j0 < p->width) memset(panel, 0, (size_t)p->patch * p->width * sizeof *panel);
-    for (long j = j0; j < end;) {
-        int n = (int)(j / p->out_plane);
-        long pos = j % p->out_plane;
-        int oh = (int)(pos / p->out_w), ow = (int)(pos % p->out_w);
-        int len = p->out_w - ow < end - j ? p->out_w - ow : (int)(end - j);
-        pack_segment(p, n, oh, ow, len, panel, (int)(j - j0));
-        j += len;
-    }
 }
 
 /* ---- the micro-kernel --------------------------------------------------- */
@@ -273,16 +126,17 @@ AVX512_INLINE __m512 activate(__m512 v, diat_activation act, __m512 slope)
     return v;
 }
 
-/* What a direct tile reads instead of a packed panel (3x3, stride 1, each
- * 16-column vector inside one output row): vector v at tap (c, ki, kj) is
- * the 16 floats at source[v] + c * in_plane + ki * in_w + kj, lanes outside
- * the image (and rows outside it) masked off by masks[v][ki * 3 + kj]. The
- * source addresses are integers because at the image's borders they point
- * outside x; only the unmasked lanes are ever read. */
+/* What a direct tile reads instead of a packed panel (stride 1, kernel up
+ * to 4x4, each 16-column vector inside one grid row): vector v at tap (c,
+ * ki, kj) is the 16 floats at source[v] + c * in_plane + ki * in_w + kj,
+ * lanes outside the image (and rows outside it) masked off by
+ * masks[v][ki * kernel_w + kj]. The source addresses are integers because
+ * at the image's borders they point outside x; only the unmasked lanes are
+ * ever read. */
 typedef struct direct_source {
     uintptr_t source[2];
-    __mmask16 masks[2][9];
-    int in_c;
+    __mmask16 masks[2][DIRECT_MAX_KERNEL * DIRECT_MAX_KERNEL];
+    int in_c, kernel_h, kernel_w;
     long in_plane, in_w;
 } direct_source;
 
@@ -291,11 +145,12 @@ typedef struct tile_job {
     const float *bias;   /* bias + o0, or NULL */
     const float *panel;  /* packed B, or NULL for a direct tile */
     const direct_source *direct;
-    float *y; /* y + o0 * out_plane */
+    uintptr_t y; /* y + o0 * y_channel, as an integer: see store_segment */
     const store_segment *segments;
     int segment_count;
     int patch;
-    long out_plane;
+    long y_channel;
+    int y_step, accumulate;
     diat_activation act;
     float slope;
 } tile_job;
@@ -305,10 +160,45 @@ AVX512_INLINE __m512 load_lanes(__mmask16 lanes, uintptr_t address)
     return _mm512_maskz_loadu_ps(lanes, (const void *)address);
 }
 
+AVX512_INLINE void store_lanes(uintptr_t address, __mmask16 lanes, __m512 v, int accumulate)
+{
+    if (accumulate) v = _mm512_add_ps(v, load_lanes(lanes, address));
+    _mm512_mask_storeu_ps((void *)address, lanes, v);
+}
+
+/* Row r of a tile to y: v0 (and v1) hold lanes 0-15 (16-31). */
+AVX512_INLINE void store_row(const tile_job *t, int r, __m512 v0, __m512 v1, const int vectors)
+{
+    const uintptr_t row = t->y + (uintptr_t)(r * t->y_channel * (long)sizeof(float));
+    if (t->y_step == 1) {
+        for (int s = 0; s < t->segment_count; s++) {
+            uintptr_t dst = row + (uintptr_t)(t->segments[s].offset * (long)sizeof(float));
+            uint32_t mask = t->segments[s].mask;
+            if (mask & 0xffffu) store_lanes(dst, (__mmask16)mask, v0, t->accumulate);
+            if (vectors > 1 && mask >> 16)
+                store_lanes(dst + 16 * sizeof(float), (__mmask16)(mask >> 16), v1, t->accumulate);
+        }
+        return;
+    }
+    /* y_step 2: lanes 8i..8i+7 onto the even elements of window i. */
+    const __m512i low = _mm512_set_epi32(7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0);
+    const __m512i high = _mm512_add_epi32(low, _mm512_set1_epi32(8));
+    __m512 spread[4] = {_mm512_permutexvar_ps(low, v0), _mm512_permutexvar_ps(high, v0),
+                        _mm512_permutexvar_ps(low, v1), _mm512_permutexvar_ps(high, v1)};
+    for (int s = 0; s < t->segment_count; s++) {
+        uintptr_t dst = row + (uintptr_t)(t->segments[s].offset * (long)sizeof(float));
+        for (int i = 0; i < 2 * vectors; i++)
+            if (t->segments[s].spread[i])
+                store_lanes(dst + 16 * sizeof(float) * i, t->segments[s].spread[i], spread[i],
+                            t->accumulate);
+    }
+}
+
 /* rows x (16 * vectors) outputs; rows, vectors and direct are constants in
  * each instantiation below, so the accumulators live in registers. */
 AVX512_INLINE void tile(const tile_job *t, const int rows, const int vectors, const int direct)
 {
+    const int fixed_kw = direct > 1 ? direct : 0;
     __m512 acc[MR][2];
     const long lda = t->patch;
     UNROLL_ROWS
@@ -328,19 +218,47 @@ AVX512_INLINE void tile(const tile_job *t, const int rows, const int vectors, co
                 if (vectors > 1) acc[r][1] = _mm512_fmadd_ps(w, b1, acc[r][1]);
             }
         }
-    } else {
+    } else if (rows <= 4) {
+        /* Channel-major for short tiles: tap-major's per-channel loop
+         * overhead is not covered by 8 FMAs (DN.conv5: 6.8 against 8.9 ms). */
         const direct_source *d = t->direct;
         const float *a = t->weight;
+        const int kh = d->kernel_h, kw = fixed_kw ? fixed_kw : d->kernel_w;
         for (int c = 0; c < d->in_c; c++) {
-            for (int ki = 0; ki < 3; ki++, a += 3) {
+            for (int ki = 0; ki < kh; ki++, a += kw) {
                 long shift = (c * d->in_plane + ki * d->in_w) * (long)sizeof(float);
                 uintptr_t s0 = d->source[0] + shift, s1 = d->source[1] + shift;
-                for (int kj = 0; kj < 3; kj++) {
-                    __m512 b0 = load_lanes(d->masks[0][ki * 3 + kj], s0 + kj * sizeof(float));
-                    __m512 b1 = load_lanes(d->masks[1][ki * 3 + kj], s1 + kj * sizeof(float));
-                    UNROLL_ROWS
+                const __mmask16 *m0 = d->masks[0] + ki * kw, *m1 = d->masks[1] + ki * kw;
+                for (int kj = 0; kj < kw; kj++) {
+                    __m512 b0 = load_lanes(m0[kj], s0 + kj * sizeof(float));
+                    __m512 b1 = load_lanes(m1[kj], s1 + kj * sizeof(float));
                     for (int r = 0; r < rows; r++) {
                         __m512 w = _mm512_set1_ps(a[r * lda + kj]);
+                        acc[r][0] = _mm512_fmadd_ps(w, b0, acc[r][0]);
+                        acc[r][1] = _mm512_fmadd_ps(w, b1, acc[r][1]);
+                    }
+                }
+            }
+        }
+    } else {
+        /* Tap-major: a tap's masks stay in registers and its sources move
+         * one plane per channel; taps wholly outside the image add zero. */
+        const direct_source *d = t->direct;
+        const int kh = d->kernel_h, kw = fixed_kw ? fixed_kw : d->kernel_w, taps = kh * kw;
+        const uintptr_t plane = (uintptr_t)d->in_plane * sizeof(float);
+        for (int ki = 0; ki < kh; ki++) {
+            for (int kj = 0; kj < kw; kj++) {
+                const int tap = ki * kw + kj;
+                const __mmask16 m0 = d->masks[0][tap], m1 = d->masks[1][tap];
+                if (!(m0 | m1)) continue;
+                const uintptr_t shift = (uintptr_t)(ki * d->in_w + kj) * sizeof(float);
+                uintptr_t s0 = d->source[0] + shift, s1 = d->source[1] + shift;
+                const float *a = t->weight + tap, *end = a + (long)d->in_c * taps;
+                for (; a < end; a += taps, s0 += plane, s1 += plane) {
+                    __m512 b0 = load_lanes(m0, s0), b1 = load_lanes(m1, s1);
+                    UNROLL_ROWS
+                    for (int r = 0; r < rows; r++) {
+                        __m512 w = _mm512_set1_ps(a[r * lda]);
                         acc[r][0] = _mm512_fmadd_ps(w, b0, acc[r][0]);
                         acc[r][1] = _mm512_fmadd_ps(w, b1, acc[r][1]);
                     }
@@ -354,12 +272,7 @@ AVX512_INLINE void tile(const tile_job *t, const int rows, const int vectors, co
     for (int r = 0; r < rows; r++) {
         __m512 v0 = activate(acc[r][0], t->act, slope);
         __m512 v1 = vectors > 1 ? activate(acc[r][1], t->act, slope) : v0;
-        for (int s = 0; s < t->segment_count; s++) {
-            float *dst = t->y + t->segments[s].offset + r * t->out_plane;
-            uint32_t mask = t->segments[s].mask;
-            if (mask & 0xffffu) _mm512_mask_storeu_ps(dst, (__mmask16)mask, v0);
-            if (vectors > 1 && mask >> 16) _mm512_mask_storeu_ps(dst + 16, mask >> 16, v1);
-        }
+        store_row(t, r, v0, v1, vectors);
     }
 }
 
@@ -376,7 +289,12 @@ typedef void (*tile_fn)(const tile_job *);
     }                                                                                              \
     AVX512_TARGET static void direct_##rows##x32(const tile_job *t)                                \
     {                                                                                              \
-        tile(t, rows, 2, 1);                                                                       \
+        if (t->direct->kernel_w == 2)                                                              \
+            tile(t, rows, 2, 2);                                                                   \
+        else if (t->direct->kernel_w == 3)                                                         \
+            tile(t, rows, 2, 3);                                                                   \
+        else                                                                                       \
+            tile(t, rows, 2, 1);                                                                   \
     }
 DEFINE_TILES(1)
 DEFINE_TILES(2)
@@ -404,9 +322,11 @@ static const tile_fn tiles[MR][3] = {
 /* ---- driving the GEMM over chunks, threads ------------------------------ */
 
 /* The direct source of the panel starting at column j0. */
-static void direct_source_of(const conv_problem *p, long j0, direct_source *d)
+static void direct_source_of(const conv_gemm *p, long j0, direct_source *d)
 {
     d->in_c = p->in_c;
+    d->kernel_h = p->kernel_h;
+    d->kernel_w = p->kernel_w;
     d->in_plane = p->in_plane;
     d->in_w = p->in_w;
     for (int v = 0; v < 2; v++) {
@@ -416,15 +336,16 @@ static void direct_source_of(const conv_problem *p, long j0, direct_source *d)
         if (j >= p->columns) continue;
         int n = (int)(j / p->out_plane);
         long pos = j % p->out_plane;
-        int top = (int)(pos / p->out_w) - p->pad, left = (int)(pos % p->out_w) - p->pad;
+        int top = (int)(pos / p->out_w) - p->pad_top, left = (int)(pos % p->out_w) - p->pad_left;
         d->source[v] += (uintptr_t)(((long)n * p->in_c * p->in_plane + (long)top * p->in_w + left) *
                                     (long)sizeof(float));
-        for (int ki = 0; ki < 3; ki++) {
+        for (int ki = 0; ki < p->kernel_h; ki++) {
             if (top + ki < 0 || top + ki >= p->in_h) continue;
-            for (int kj = 0; kj < 3; kj++) {
+            for (int kj = 0; kj < p->kernel_w; kj++) {
                 int lo, hi;
-                valid_outputs(left + kj, 1, p->in_w, 16, &lo, &hi);
-                d->masks[v][ki * 3 + kj] = (__mmask16)(((1u << hi) - 1u) & ~((1u << lo) - 1u));
+                conv_valid_outputs(left + kj, 1, p->in_w, 16, &lo, &hi);
+                d->masks[v][ki * p->kernel_w + kj] =
+                    (__mmask16)(((1u << hi) - 1u) & ~((1u << lo) - 1u));
             }
         }
     }
@@ -438,19 +359,46 @@ typedef struct gemm_share {
 } gemm_share;
 
 typedef struct conv_job {
-    const conv_problem *p;
+    const conv_gemm *p;
     gemm_share shares[MAX_THREADS];
     float *buffers; /* per thread, buffer_stride floats apart; NULL if direct */
     size_t buffer_stride;
     long chunk_panels;
+    int block_major;
 } conv_job;
+
+/* Block-major over a packed chunk: a block of weight rows (L1) meets every
+ * panel of the chunk (L2), so a weight bigger than L2 (D.conv4: 2 MB) is
+ * read once per chunk instead of once per panel. */
+static void run_block_major(const conv_job *cj, const gemm_share *share, long first, long count,
+                            const float *panels, tile_job *job)
+{
+    const conv_gemm *p = cj->p;
+    const int kind = p->width == PANEL;
+    store_segment segments[BLOCK_MAJOR_PANELS][MAX_SEGMENTS];
+    int segment_count[BLOCK_MAJOR_PANELS];
+    for (long i = 0; i < count; i++)
+        segment_count[i] = list_segments(p, (first + i) * p->width, segments[i]);
+    for (int block = share->block0; block < share->block1; block++) {
+        int o0 = block * MR, rows = p->out_c - o0 < MR ? p->out_c - o0 : MR;
+        job->weight = p->weight + (long)o0 * p->patch;
+        job->bias = p->bias ? p->bias + o0 : NULL;
+        job->y = (uintptr_t)(p->y + o0 * p->y_channel);
+        for (long i = 0; i < count; i++) {
+            job->segments = segments[i];
+            job->segment_count = segment_count[i];
+            job->panel = panels + i * (long)p->patch * p->width;
+            tiles[rows - 1][kind](job);
+        }
+    }
+}
 
 /* Thread `thread` of a conv_job: packs its panels chunk_panels at a time
  * into its own buffer and runs its tiles. */
 static void run_share(void *arg, int thread)
 {
     const conv_job *cj = arg;
-    const conv_problem *p = cj->p;
+    const conv_gemm *p = cj->p;
     const gemm_share *share = &cj->shares[thread];
     const long panel_floats = (long)p->patch * p->width;
     float *panels = NULL;
@@ -462,7 +410,9 @@ static void run_share(void *arg, int thread)
     store_segment segments[MAX_SEGMENTS];
     direct_source direct;
     tile_job job = {.patch = p->patch,
-                    .out_plane = p->out_plane,
+                    .y_channel = p->y_channel,
+                    .y_step = p->y_step,
+                    .accumulate = p->accumulate,
                     .act = p->act,
                     .slope = p->slope,
                     .segments = segments,
@@ -473,9 +423,13 @@ static void run_share(void *arg, int thread)
         long count = share->panel1 - first < step ? share->panel1 - first : step;
         if (panels)
             for (long i = 0; i < count; i++)
-                pack_panel(p, (first + i) * p->width, panels + i * panel_floats);
+                diat_cpu_conv_pack_panel(p, (first + i) * p->width, panels + i * panel_floats);
 
-        /* Panel-major: a panel (L1/L2) meets every block of weight rows. */
+        if (cj->block_major) {
+            run_block_major(cj, share, first, count, panels, &job);
+            continue;
+        }
+        /* Panel-major: a panel (L1) meets every block of weight rows. */
         for (long i = 0; i < count; i++) {
             long j0 = (first + i) * p->width;
             job.segment_count = list_segments(p, j0, segments);
@@ -487,21 +441,21 @@ static void run_share(void *arg, int thread)
                 int o0 = block * MR, rows = p->out_c - o0 < MR ? p->out_c - o0 : MR;
                 job.weight = p->weight + (long)o0 * p->patch;
                 job.bias = p->bias ? p->bias + o0 : NULL;
-                job.y = p->y + o0 * p->out_plane;
+                job.y = (uintptr_t)(p->y + o0 * p->y_channel);
                 tiles[rows - 1][kind](&job);
             }
         }
     }
 }
 
-/* ---- entry -------------------------------------------------------------- */
+/* ---- planning and entry ------------------------------------------------- */
 
-/* The direct tiles read B straight from x: 3x3, stride 1, each 16 columns
- * inside one output row, and few blocks of weight rows. */
-static int use_direct(const conv_problem *p)
+/* The direct tiles read B straight from x: stride 1, each 16 columns
+ * inside one grid row, and few blocks of weight rows. */
+static int use_direct(const conv_gemm *p)
 {
-    return p->kernel == 3 && p->stride == 1 && p->out_w % 16 == 0 && p->width == PANEL &&
-           p->out_c <= DIRECT_MAX_CHANNELS;
+    return p->kernel_h <= DIRECT_MAX_KERNEL && p->kernel_w <= DIRECT_MAX_KERNEL && p->stride == 1 &&
+           p->out_w % 16 == 0 && p->width == PANEL && p->out_c <= DIRECT_MAX_CHANNELS;
 }
 
 static pthread_once_t detect_once = PTHREAD_ONCE_INIT;
@@ -517,74 +471,114 @@ static void detect_avx512(void)
                     __builtin_cpu_supports("fma");
 }
 
+int diat_cpu_avx512_usable(void)
+{
+    pthread_once(&detect_once, detect_avx512);
+    return avx512_usable;
+}
+
+void diat_cpu_conv_gemm_prepare(conv_gemm *p, int width)
+{
+    p->patch = p->in_c * p->kernel_h * p->kernel_w;
+    p->in_plane = (long)p->in_h * p->in_w;
+    p->out_plane = (long)p->out_h * p->out_w;
+    p->columns = p->batch * p->out_plane;
+    p->width = width ? width : p->columns <= 16 ? 16 : PANEL;
+    /* gather offsets are 32-bit */
+    p->gather = p->out_w < 16 && (long)p->batch * p->in_c * p->in_plane <= INT32_MAX;
+}
+
+void diat_cpu_conv_gemm_plan(const conv_gemm *p, int threads, conv_gemm_plan *plan)
+{
+    const long panel_floats = (long)p->patch * p->width;
+    const long total_panels = (p->columns + p->width - 1) / p->width;
+    const int blocks = (p->out_c + MR - 1) / MR;
+    plan->direct = use_direct(p);
+    plan->block_major = !plan->direct && panel_floats > BLOCK_MAJOR_FLOATS;
+    threads = threads < 1 ? 1 : threads > MAX_THREADS ? MAX_THREADS : threads;
+    double useful_threads = 2.0 * p->out_c * (double)p->columns * p->patch / MIN_FLOPS_PER_THREAD;
+    if (threads > useful_threads) threads = useful_threads < 1.0 ? 1 : (int)useful_threads;
+    /* Split the weight blocks where every thread packing all the panels
+     * costs less than every thread reading all the weights (few columns:
+     * 4x4 and 8x8 outputs at batch 1); else split the panels. */
+    plan->split_blocks = !plan->direct && p->out_c >= p->columns && blocks >= threads;
+    if (!plan->split_blocks && threads > total_panels) threads = (int)total_panels;
+    plan->threads = threads;
+    plan->chunk_panels = 0;
+    plan->buffer_stride = 0;
+    plan->scratch_floats = 0;
+    if (!plan->direct) {
+        long own_panels =
+            plan->split_blocks ? total_panels : (total_panels + threads - 1) / threads;
+        plan->chunk_panels = CHUNK_FLOATS / panel_floats;
+        if (plan->chunk_panels < 1) plan->chunk_panels = 1;
+        if (plan->chunk_panels > own_panels) plan->chunk_panels = own_panels;
+        if (plan->block_major && plan->chunk_panels > BLOCK_MAJOR_PANELS)
+            plan->chunk_panels = BLOCK_MAJOR_PANELS;
+        /* a buffer per thread; +16 floats to align each to 64 bytes */
+        plan->buffer_stride = (size_t)(plan->chunk_panels * panel_floats) + 16;
+        plan->scratch_floats = plan->buffer_stride * threads;
+    }
+}
+
+void diat_cpu_conv_gemm_run(const conv_gemm *p, const conv_gemm_plan *plan, float *scratch)
+{
+    const long total_panels = (p->columns + p->width - 1) / p->width;
+    const int blocks = (p->out_c + MR - 1) / MR, threads = plan->threads;
+    conv_job job = {.p = p,
+                    .buffers = plan->direct ? NULL : scratch,
+                    .buffer_stride = plan->buffer_stride,
+                    .chunk_panels = plan->chunk_panels,
+                    .block_major = plan->block_major};
+    for (int t = 0; t < threads; t++) {
+        gemm_share *share = &job.shares[t];
+        share->panel0 = plan->split_blocks ? 0 : total_panels * t / threads;
+        share->panel1 = plan->split_blocks ? total_panels : total_panels * (t + 1) / threads;
+        share->block0 = plan->split_blocks ? blocks * t / threads : 0;
+        share->block1 = plan->split_blocks ? blocks * (t + 1) / threads : blocks;
+    }
+    diat_worker_pool_run(threads, run_share, &job);
+}
+
 int diat_cpu_conv2d_forward_avx512(diat_context *ctx, const diat_tensor *x,
                                    const diat_tensor *weight, const diat_tensor *bias,
                                    diat_conv_geometry g, diat_activation act, float slope,
                                    diat_tensor *y)
 {
-    pthread_once(&detect_once, detect_avx512);
-    if (!avx512_usable || g.kernel > MAX_KERNEL) return 0;
+    if (!diat_cpu_avx512_usable() || g.kernel > MAX_KERNEL) return 0;
 
-    conv_problem p = {
+    int fused = act == DIAT_ACT_IDENTITY || act == DIAT_ACT_RELU || act == DIAT_ACT_LEAKY_RELU;
+    conv_gemm p = {
         .x = x->data,
-        .weight = weight->data,
-        .bias = bias ? bias->data : NULL,
-        .y = y->data,
         .batch = x->n,
         .in_c = x->c,
         .in_h = x->h,
         .in_w = x->w,
-        .out_c = weight->n,
+        .kernel_h = g.kernel,
+        .kernel_w = g.kernel,
+        .stride = g.stride,
+        .pad_top = g.pad,
+        .pad_left = g.pad,
         .out_h = y->h,
         .out_w = y->w,
-        .kernel = g.kernel,
-        .stride = g.stride,
-        .pad = g.pad,
+        .weight = weight->data,
+        .bias = bias ? bias->data : NULL,
+        .out_c = weight->n,
+        .y = y->data,
+        .y_image = (long)y->c * y->h * y->w,
+        .y_channel = (long)y->h * y->w,
+        .y_row = y->w,
+        .y_step = 1,
+        .act = fused ? act : DIAT_ACT_IDENTITY,
         .slope = slope,
     };
-    p.patch = p.in_c * p.kernel * p.kernel;
-    p.in_plane = (long)p.in_h * p.in_w;
-    p.out_plane = (long)p.out_h * p.out_w;
-    p.columns = p.batch * p.out_plane;
-    p.width = p.columns <= 16 ? 16 : PANEL;
-    /* gather offsets are 32-bit */
-    p.gather = p.out_w < 16 && (long)p.batch * p.in_c * p.in_plane <= INT32_MAX;
-    int fused = act == DIAT_ACT_IDENTITY || act == DIAT_ACT_RELU || act == DIAT_ACT_LEAKY_RELU;
-    p.act = fused ? act : DIAT_ACT_IDENTITY;
-
-    const long panel_floats = (long)p.patch * p.width;
-    const long total_panels = (p.columns + p.width - 1) / p.width;
-    const int blocks = (p.out_c + MR - 1) / MR;
-    const int direct = use_direct(&p);
-    int threads = ctx->threads < 1 ? 1 : ctx->threads > MAX_THREADS ? MAX_THREADS : ctx->threads;
-    double useful_threads = 2.0 * p.out_c * (double)p.columns * p.patch / MIN_FLOPS_PER_THREAD;
-    if (threads > useful_threads) threads = useful_threads < 1.0 ? 1 : (int)useful_threads;
-    /* Split the weight blocks where every thread packing all the panels
-     * costs less than every thread reading all the weights (few columns:
-     * 4x4 and 8x8 outputs at batch 1); else split the panels. */
-    const int split_blocks = !direct && p.out_c >= p.columns && blocks >= threads;
-    if (!split_blocks && threads > total_panels) threads = (int)total_panels;
-
-    conv_job job = {.p = &p};
-    if (!direct) {
-        long own_panels = split_blocks ? total_panels : (total_panels + threads - 1) / threads;
-        job.chunk_panels = CHUNK_FLOATS / panel_floats;
-        if (job.chunk_panels < 1) job.chunk_panels = 1;
-        if (job.chunk_panels > own_panels) job.chunk_panels = own_panels;
-        /* a buffer per thread; +16 floats to align each to 64 bytes */
-        job.buffer_stride = (size_t)(job.chunk_panels * panel_floats) + 16;
-        float *scratch = diat_context_scratch(ctx, job.buffer_stride * threads);
-        if (!scratch) return 0;
-        job.buffers = scratch;
-    }
-    for (int t = 0; t < threads; t++) {
-        gemm_share *share = &job.shares[t];
-        share->panel0 = split_blocks ? 0 : total_panels * t / threads;
-        share->panel1 = split_blocks ? total_panels : total_panels * (t + 1) / threads;
-        share->block0 = split_blocks ? blocks * t / threads : 0;
-        share->block1 = split_blocks ? blocks * (t + 1) / threads : blocks;
-    }
-    diat_worker_pool_run(threads, run_share, &job);
+    diat_cpu_conv_gemm_prepare(&p, 0);
+    conv_gemm_plan plan;
+    diat_cpu_conv_gemm_plan(&p, ctx->threads, &plan);
+    float *scratch = NULL;
+    if (plan.scratch_floats && !(scratch = diat_context_scratch(ctx, plan.scratch_floats)))
+        return 0;
+    diat_cpu_conv_gemm_run(&p, &plan, scratch);
 
     if (!fused)
         diat_cpu_activation_forward(ctx, act, slope, y->data, y->data, diat_tensor_count(y));

@@ -11,6 +11,10 @@
  * through memory twice). A 1x1, stride-1, unpadded convolution needs no
  * column matrix at all: the image itself is [in, h*w].
  *
+ * On CPUs with AVX-512 both directions first go to the implicit GEMMs of
+ * conv-avx512.c and conv-backward-avx512.c; what follows is the path for
+ * the rest (and whatever those decline).
+ *
  * Backward reuses the same band loop: dweight += dy_band * col_band^T,
  * and dx via dcol_band = W^T * dy_band scattered back (col2im, +=). Only
  * one scratch buffer exists per context, and the two uses are sequential,
@@ -314,6 +318,10 @@ void diat_cpu_conv2d_backward(diat_context *ctx, const diat_tensor *x, const dia
                               const diat_tensor *dy, diat_conv_geometry g, diat_tensor *dx,
                               diat_tensor *dweight, diat_tensor *dbias)
 {
+    /* The AVX-512 backward clears the gradients it has computed. */
+    diat_cpu_conv2d_backward_avx512(ctx, x, weight, dy, g, &dx, &dweight, &dbias);
+    if (!dx && !dweight && !dbias) return;
+
     const conv_shape s = conv_shape_of(x, weight, dy, g);
     const int pointwise = is_pointwise(&s);
     float *dw = dweight ? dweight->data : NULL;

@@ -22,6 +22,14 @@ int diat_cpu_conv2d_forward_avx512(diat_context *ctx, const diat_tensor *x,
                                    diat_conv_geometry g, diat_activation act, float slope,
                                    diat_tensor *y);
 
+/* conv-backward-avx512.c: the backward on the same CPUs, for strides 1 and
+ * 2. Sets each of *dx, *dweight and *dbias that it has computed to NULL;
+ * the caller computes those left (all of them where it cannot run). */
+void diat_cpu_conv2d_backward_avx512(diat_context *ctx, const diat_tensor *x,
+                                     const diat_tensor *weight, const diat_tensor *dy,
+                                     diat_conv_geometry g, diat_tensor **dx, diat_tensor **dweight,
+                                     diat_tensor **dbias);
+
 /* linear.c */
 void diat_cpu_linear_forward(diat_context *ctx, const diat_tensor *x, const diat_tensor *weight,
                              const diat_tensor *bias, diat_tensor *y);
