@@ -166,7 +166,7 @@ static int input_gradient(diat_context *ctx, const geometry *g, const float *wei
     chunk.batch = images;
     conv_gemm problems[4];
     conv_gemm_plan plans[4];
-    int used[4];
+    int used[4] = {0, 0, 0, 0};
     size_t run_floats = 0;
     for (int i = 0; i < phases; i++) {
         used[i] = phase_problem(&chunk, dy, dx, i / g->stride, i % g->stride, NULL, &problems[i]);
