@@ -33,48 +33,26 @@ static double dot(const diat_tensor *a, const float *r)
     return s;
 }
 
-/* The loss under test, of one forward pass. */
-typedef double (*loss_fn)(diat_classifier *c, const diat_tensor *x);
-
-/* Relative error of the analytic gradient against central differences on
- * `samples` random entries of `values`. */
-static double fd_error(loss_fn loss, diat_classifier *c, const diat_tensor *x, float *values,
-                       const float *analytic, size_t count, int samples, float eps)
-{
-    double diff2 = 0.0, ref2 = 0.0;
-    for (int s = 0; s < samples; s++) {
-        size_t j = (size_t)((test_rand(&seed) + 1.0f) * 0.5f * (float)count) % count;
-        float saved = values[j];
-        values[j] = saved + eps;
-        double up = loss(c, x);
-        values[j] = saved - eps;
-        double down = loss(c, x);
-        values[j] = saved;
-        double numeric = (up - down) / (2.0 * eps);
-        diff2 += (numeric - analytic[j]) * (numeric - analytic[j]);
-        ref2 += numeric * numeric;
-    }
-    return ref2 > 0 ? sqrt(diff2 / ref2) : sqrt(diff2);
-}
-
-static void check_gradients(const char *label, loss_fn loss, diat_classifier *c, diat_tensor *x,
-                            const diat_tensor *dx, double tol)
+static void check_gradients(const char *label, test_loss_fn loss, diat_classifier *c,
+                            diat_tensor *x, const diat_tensor *dx, double tol)
 {
     for (int i = 0; i < c->net.param_count; i++) {
         diat_param *p = &c->net.params[i];
         if (!p->trainable) continue;
-        double rel = fd_error(loss, c, x, p->value.data, p->grad.data, diat_tensor_count(&p->value),
-                              12, 1e-3f);
+        double rel = test_fd_relative_error(loss, c, x, p->value.data, p->grad.data,
+                                            diat_tensor_count(&p->value), 12, 1e-3f, &seed);
         CHECK_MSG(rel < tol, "%s: %s relative error %.2e", label, p->name, rel);
     }
-    double rel = fd_error(loss, c, x, x->data, dx->data, diat_tensor_count(x), 24, 1e-3f);
+    double rel = test_fd_relative_error(loss, c, x, x->data, dx->data, diat_tensor_count(x), 24,
+                                        1e-3f, &seed);
     CHECK_MSG(rel < tol, "%s: input relative error %.2e", label, rel);
 }
 
 /* ---- a random linear functional of the probabilities and the logits ---- */
 static float *r_prob, *r_logits;
-static double functional_loss(diat_classifier *c, const diat_tensor *x)
+static double functional_loss(void *net, const diat_tensor *x)
 {
+    diat_classifier *c = net;
     diat_classifier_forward(c, x, NULL);
     return dot(&c->prob, r_prob) + dot(&c->logits, r_logits);
 }
@@ -109,8 +87,9 @@ static void test_gradients(void)
 
 /* ---- cross-entropy: dL/dlogits = (p - y) / count, as diat-train gives it ---- */
 static float labels[4 * 5];
-static double cross_entropy(diat_classifier *c, const diat_tensor *x)
+static double cross_entropy(void *net, const diat_tensor *x)
 {
+    diat_classifier *c = net;
     diat_classifier_forward(c, x, NULL);
     size_t count = diat_tensor_count(&c->logits);
     double sum = 0.0;

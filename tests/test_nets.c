@@ -24,43 +24,19 @@ static double dot(const diat_tensor *a, const float *r)
     return s;
 }
 
-/* A network under test: run forward and return the scalar loss. */
-typedef double (*loss_fn)(void *net, const diat_tensor *x);
-
-/* Compare analytic gradients (already computed into grads) with central
- * differences on `samples` entries of `values`; returns relative error. */
-static double fd_relative_error(loss_fn loss, void *net, const diat_tensor *x, float *values,
-                                const float *analytic, size_t count, int samples, float eps)
-{
-    double diff2 = 0.0, ref2 = 0.0;
-    for (int s = 0; s < samples; s++) {
-        size_t j = (size_t)((test_rand(&seed) + 1.0f) * 0.5f * (float)count) % count;
-        float saved = values[j];
-        values[j] = saved + eps;
-        double up = loss(net, x);
-        values[j] = saved - eps;
-        double down = loss(net, x);
-        values[j] = saved;
-        double numeric = (up - down) / (2.0 * eps);
-        diff2 += (numeric - analytic[j]) * (numeric - analytic[j]);
-        ref2 += numeric * numeric;
-    }
-    return ref2 > 0 ? sqrt(diff2 / ref2) : sqrt(diff2);
-}
-
 /* Check every trainable parameter tensor of `net` and the input. */
-static void check_net(const char *label, loss_fn loss, void *state, diat_net *net, diat_tensor *x,
-                      const diat_tensor *dx, float eps, double tol)
+static void check_net(const char *label, test_loss_fn loss, void *state, diat_net *net,
+                      diat_tensor *x, const diat_tensor *dx, float eps, double tol)
 {
     for (int i = 0; i < net->param_count; i++) {
         diat_param *p = &net->params[i];
         if (!p->trainable) continue;
-        double rel = fd_relative_error(loss, state, x, p->value.data, p->grad.data,
-                                       diat_tensor_count(&p->value), 12, eps);
+        double rel = test_fd_relative_error(loss, state, x, p->value.data, p->grad.data,
+                                            diat_tensor_count(&p->value), 12, eps, &seed);
         CHECK_MSG(rel < tol, "%s: %s relative error %.2e", label, p->name, rel);
     }
-    double rel =
-        fd_relative_error(loss, state, x, x->data, dx->data, diat_tensor_count(x), 24, eps);
+    double rel = test_fd_relative_error(loss, state, x, x->data, dx->data, diat_tensor_count(x), 24,
+                                        eps, &seed);
     CHECK_MSG(rel < tol, "%s: input relative error %.2e", label, rel);
 }
 

@@ -54,4 +54,31 @@ static inline float test_rand(unsigned long long *state)
     return (float)((double)(z >> 40) / (double)(1ull << 24) * 2.0 - 1.0);
 }
 
+#ifdef DIAT_TRAIN_H /* for tests that include diat-train.h first */
+/* A network under test: run its forward on x and return the scalar loss. */
+typedef double (*test_loss_fn)(void *net, const diat_tensor *x);
+
+/* Relative error of analytic gradients (already computed into `analytic`)
+ * against central differences on `samples` random entries of `values`. */
+static inline double test_fd_relative_error(test_loss_fn loss, void *net, const diat_tensor *x,
+                                            float *values, const float *analytic, size_t count,
+                                            int samples, float eps, unsigned long long *seed)
+{
+    double diff2 = 0.0, ref2 = 0.0;
+    for (int s = 0; s < samples; s++) {
+        size_t j = (size_t)((test_rand(seed) + 1.0f) * 0.5f * (float)count) % count;
+        float saved = values[j];
+        values[j] = saved + eps;
+        double up = loss(net, x);
+        values[j] = saved - eps;
+        double down = loss(net, x);
+        values[j] = saved;
+        double numeric = (up - down) / (2.0 * eps);
+        diff2 += (numeric - analytic[j]) * (numeric - analytic[j]);
+        ref2 += numeric * numeric;
+    }
+    return ref2 > 0 ? sqrt(diff2 / ref2) : sqrt(diff2);
+}
+#endif
+
 #endif

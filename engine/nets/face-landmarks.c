@@ -228,23 +228,6 @@ void diat_landmark_net_set_filter(diat_landmark_net *lm, diat_landmark_filter fi
 
 /* ---- the network ---------------------------------------------------------- */
 
-/* dst = src with one zero row appended to each plane and one zero column to
- * each row: TensorFlow's 'same' padding for a 3x3 stride-2 convolution of an
- * even side (see the top of the file). */
-static void pad_bottom_right(const diat_tensor *src, diat_tensor *dst)
-{
-    const int h = src->h, w = src->w;
-    for (int c = 0; c < src->c; c++) {
-        const float *from = src->data + (size_t)c * h * w;
-        float *to = dst->data + (size_t)c * (h + 1) * (w + 1);
-        for (int y = 0; y < h; y++) {
-            memcpy(to + (size_t)y * (w + 1), from + (size_t)y * w, (size_t)w * sizeof *to);
-            to[(size_t)y * (w + 1) + w] = 0.0f;
-        }
-        memset(to + (size_t)h * (w + 1), 0, (size_t)(w + 1) * sizeof *to);
-    }
-}
-
 /* y = act(pointwise(depthwise(x)) + bias), stride 1 (padding 1) or 2 (x
  * already padded at the bottom and right, no padding). */
 static void separable_forward(diat_landmark_net *lm, const separable_conv *sc, const diat_tensor *x,
@@ -273,7 +256,7 @@ static void dense_block(diat_landmark_net *lm, int b, const diat_tensor *x, diat
     diat_tensor sum = view(&lm->sum, c, side, side);
     diat_tensor act = view(&lm->act, c, side, side);
 
-    pad_bottom_right(x, &padded);
+    diat_pad_bottom_right(x, &padded);
     if (b == 0)
         be->conv2d_forward(ctx, &padded, &lm->stem_weight->value, &lm->stem_bias->value,
                            (diat_conv_geometry){3, 2, 0}, DIAT_ACT_RELU, 0.0f, &out1);

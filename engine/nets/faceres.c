@@ -177,22 +177,6 @@ void diat_faceres_set_input(diat_faceres *f, diat_faceres_input mode)
     if (f) f->input_mode = mode;
 }
 
-/* Copy with one zero row and column appended: TensorFlow's 'same' padding of
- * a 3x3 stride-2 convolution on an even side. */
-static void pad_bottom_right(const diat_tensor *src, diat_tensor *dst)
-{
-    const int h = src->h, w = src->w;
-    for (int c = 0; c < src->c; c++) {
-        const float *from = src->data + (size_t)c * h * w;
-        float *to = dst->data + (size_t)c * (h + 1) * (w + 1);
-        for (int y = 0; y < h; y++) {
-            memcpy(to + (size_t)y * (w + 1), from + (size_t)y * w, (size_t)w * sizeof *to);
-            to[(size_t)y * (w + 1) + w] = 0.0f;
-        }
-        memset(to + (size_t)h * (w + 1), 0, (size_t)(w + 1) * sizeof *to);
-    }
-}
-
 /* The upper half of ReLU6 (the convolution already applied the ReLU). */
 static void cap_at_six(diat_tensor *t)
 {
@@ -212,7 +196,7 @@ static void same_conv3x3(diat_faceres *f, const diat_tensor *x, const diat_param
     diat_tensor padded;
     if (stride == 2) {
         padded = view(&f->padded, x->c, x->h + 1, x->w + 1);
-        pad_bottom_right(x, &padded);
+        diat_pad_bottom_right(x, &padded);
         x = &padded;
         g = (diat_conv_geometry){3, 2, 0};
     }

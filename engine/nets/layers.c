@@ -258,3 +258,18 @@ diat_status diat_net_save(const diat_net *net, diat_st_writer *w, diat_dtype dty
     }
     return DIAT_OK;
 }
+
+void diat_pad_bottom_right(const diat_tensor *src, diat_tensor *dst)
+{
+    const int h = src->h, w = src->w;
+    const size_t planes = (size_t)src->n * src->c;
+    for (size_t c = 0; c < planes; c++) {
+        const float *from = src->data + c * h * w;
+        float *to = dst->data + c * (h + 1) * (w + 1);
+        for (int y = 0; y < h; y++) {
+            memcpy(to + (size_t)y * (w + 1), from + (size_t)y * w, (size_t)w * sizeof *to);
+            to[(size_t)y * (w + 1) + w] = 0.0f;
+        }
+        memset(to + (size_t)h * (w + 1), 0, (size_t)(w + 1) * sizeof *to);
+    }
+}

@@ -24,8 +24,8 @@ diat_status diat_conv_layer_add(diat_net *net, diat_conv_layer *layer, const cha
  * to the output shape. For weights that are not a layer's own (folded BN). */
 diat_status diat_conv_apply(diat_context *ctx, diat_conv_geometry g, int out_channels,
                             const diat_tensor *weight, const diat_tensor *bias,
-                            const diat_tensor *x, diat_activation act, float slope,
-                            diat_tensor *y, diat_error *err);
+                            const diat_tensor *x, diat_activation act, float slope, diat_tensor *y,
+                            diat_error *err);
 
 /* y = act(conv(x)); y is (re)allocated to the output shape. */
 diat_status diat_conv_layer_forward(diat_context *ctx, const diat_conv_layer *layer,
@@ -50,6 +50,12 @@ diat_status diat_scratch_view(diat_context *ctx, diat_tensor *buffer, const diat
 
 /* Apply an activation in place (y = f(y)). */
 void diat_activate_inplace(diat_context *ctx, diat_activation kind, float slope, diat_tensor *y);
+
+/* dst = src with one zero row appended to each plane and one zero column to
+ * each row: TensorFlow's 'same' padding of a 3x3 stride-2 convolution on an
+ * even side (the converted face networks). Host memory: CPU contexts only;
+ * dst is [n*c planes of (h+1) x (w+1)]. */
+void diat_pad_bottom_right(const diat_tensor *src, diat_tensor *dst);
 
 #define DIAT_BN_EPS 1e-5f
 #define DIAT_BN_MOMENTUM 0.1f
