@@ -772,6 +772,23 @@ static void concat_backward(op_state *s, int side, diat_tensor *const g[MAX_GRAD
 }
 static const op_spec op_concat = {"concat", concat_setup, concat_forward, concat_backward, NULL};
 
+/* add_overlap accumulates from into the top-left overlap of `to` (a
+ * gradient-like buffer: random on both sides, compared after); from is the
+ * case's shape, to is out_h x out_w (smaller or larger). */
+static void add_overlap_setup(op_state *s)
+{
+    const op_case *c = s->c;
+    input(s, c->n, c->c, c->h, c->w, -1.0f, 1.0f);
+    twin *to = input(s, c->n, c->c, c->out_h, c->out_w, -1.0f, 1.0f);
+    gradient_like(s, "to", to);
+}
+static void add_overlap_accumulate(op_state *s, int side, diat_tensor *const g[MAX_GRAD])
+{
+    BE->add_overlap(CTX, IN(0), g[0]);
+}
+static const op_spec op_add_overlap = {"add_overlap", add_overlap_setup, NULL,
+                                       add_overlap_accumulate, NULL};
+
 /* variant 1: asymmetric taps, so a kernel that flips them fails. */
 static const float lopsided_taps[5] = {0.05f, 0.1f, 0.5f, 0.3f, 0.05f};
 static const float *taps_of(const op_case *c)
@@ -1121,6 +1138,8 @@ static const op_case op_cases[] = {
     {&op_maxpool, 2, 2, 8, 8, 2, 2, 0, .variant = 1, .why = "k2 s2, equal maxima"},
     {&op_maxpool, 2, 3, 7, 7, 3, 2, 1, .variant = 2, .why = "k3 s2 p1 all negative"},
     {&op_concat, 2, 3, 4, 5, .out_c = 2, .why = "3 + 2 channels"},
+    {&op_add_overlap, 2, 3, 17, 17, .out_h = 18, .out_w = 18, .why = "into a larger plane"},
+    {&op_add_overlap, 2, 3, 18, 18, .out_h = 17, .out_w = 16, .why = "cropped to a smaller one"},
     {&op_gaussian, 2, 1, 16, 16, .why = "mask taps"},
     {&op_gaussian, 2, 3, 5, 7, .variant = 1, .why = "lopsided taps"},
     {&op_gaussian, 1, 1, 3, 2, .why = "smaller than the kernel"},
