@@ -2,6 +2,7 @@
  * optimizers and the step's buffers. */
 #include "trainer.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -119,6 +120,26 @@ static diat_status alloc_buffers(trainer *tr, diat_error *err)
     return st;
 }
 
+/* M's last batch norm gives the mask logits zero mean and unit variance, so
+ * with its beta at 0 the binarized mask covers half the face whatever p is,
+ * and Adam moves beta by about lr per step: reaching p = 0.12 from there
+ * takes ~10^4 steps. Starting beta at the standard normal quantile of p makes
+ * the first masks cover about p of the face. */
+static void mask_start_at_ratio(diat_mask *m, float ratio)
+{
+    if (!(ratio > 0.0f && ratio < 1.0f)) return;
+    double low = -8.0, high = 8.0; /* bisect Phi(z) = 1 - p: pixels above -z are on */
+    for (int i = 0; i < 60; i++) {
+        double mid = 0.5 * (low + high);
+        if (0.5 * erfc(-mid / sqrt(2.0)) < 1.0 - ratio)
+            low = mid;
+        else
+            high = mid;
+    }
+    float value = (float)-low; /* M's last layer has one channel */
+    diat_tensor_upload(m->net.ctx, &m->bn_layer[4].beta->value, &value);
+}
+
 diat_status trainer_init(trainer *tr, const train_options *opt, diat_error *err)
 {
     memset(tr, 0, sizeof *tr);
@@ -164,6 +185,7 @@ diat_status trainer_init(trainer *tr, const train_options *opt, diat_error *err)
     /* T starts as the identity (a zero last layer), so early results are the
      * input and the critic first learns what the attribute looks like. */
     diat_tensor_zero(ctx, &diat_net_find(&tr->transform.net, "T.up5.weight")->value);
+    mask_start_at_ratio(&tr->mask, opt->ratio);
     /* After the random initialisation, so D starts exactly as in a run from
      * scratch with this seed. */
     if (opt->init_from && !exporting && (st = init_from_load(tr, opt->init_from, err))) return st;
