@@ -136,9 +136,9 @@ diat_status diat_critic_input_gradient(diat_critic *d, diat_tensor *g, diat_erro
     for (int i = 0; i < LAYERS; i++) {
         if ((st = diat_tensor_like(ctx, &d->gp_feat[i], &d->feat[i], err))) return st;
         if ((st = diat_tensor_like(ctx, &d->gp_pre[i], &d->feat[i], err))) return st;
-        size_t count = diat_tensor_count(&d->feat[i]);
-        be->fill(ctx, d->gp_feat[i].data, 0.0f, count);
-        be->axpy(ctx, 1.0f, d->feat[i].data, d->gp_feat[i].data, count);
+        /* The identity activation is the backends' device-side copy. */
+        be->activation_forward(ctx, DIAT_ACT_IDENTITY, 0.0f, d->feat[i].data, d->gp_feat[i].data,
+                               diat_tensor_count(&d->feat[i]));
     }
 
     /* h_5 = w_fc for every sample; NULL weight and bias gradients. */
@@ -190,7 +190,8 @@ diat_status diat_critic_input_gradient_backward(diat_critic *d, const diat_tenso
                             NULL, dweight, NULL);
         /* dL/dp_i = W_i * u_{i-1}: no bias, no activation (written, not added). */
         diat_tensor dpre, above;
-        if ((st = diat_scratch_view(ctx, &d->grad_pre, &d->gp_pre[i], &dpre, err))) return st;
+        if ((st = diat_scratch_view_for_output(ctx, &d->grad_pre, &d->gp_pre[i], &dpre, err)))
+            return st;
         be->conv2d_forward(ctx, &below, &layer->weight->value, NULL, layer->geometry,
                            DIAT_ACT_IDENTITY, 0.0f, &dpre);
         /* u_i = dL/dp_i (.) D_i, into the ping-pong buffer below does not use. */

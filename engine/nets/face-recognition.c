@@ -232,8 +232,9 @@ static diat_status block_forward(diat_face_recognition *f, diat_face_residual_bl
         const diat_tensor skip_shape = {in->n, in->c, out_h, out_w, NULL};
         const diat_tensor branch_shape = {in->n, b->conv2.out, b->hidden.h, b->hidden.w, NULL};
         diat_tensor skip, branch;
-        if ((st = diat_scratch_view(ctx, &f->scratch[0], &skip_shape, &skip, err))) return st;
-        if ((st = diat_scratch_view(ctx, &f->scratch[1], &branch_shape, &branch, err))) return st;
+        if ((st = diat_scratch_view_for_output(ctx, &f->scratch[0], &skip_shape, &skip, err)) ||
+            (st = diat_scratch_view_for_output(ctx, &f->scratch[1], &branch_shape, &branch, err)))
+            return st;
         be->avgpool_forward(ctx, in, 2, 2, &skip);
         be->conv2d_forward(ctx, &b->hidden, &b->conv2.weight->value, &b->conv2.bias->value,
                            b->conv2.geometry, DIAT_ACT_IDENTITY, 0.0f, &branch);

@@ -117,8 +117,9 @@ diat_status diat_tensor_like(diat_context *ctx, diat_tensor *t, const diat_tenso
     return diat_tensor_ensure(ctx, t, shape->n, shape->c, shape->h, shape->w, err);
 }
 
-diat_status diat_scratch_view(diat_context *ctx, diat_tensor *buffer, const diat_tensor *shape,
-                              diat_tensor *view, diat_error *err)
+diat_status diat_scratch_view_for_output(diat_context *ctx, diat_tensor *buffer,
+                                         const diat_tensor *shape, diat_tensor *view,
+                                         diat_error *err)
 {
     size_t need = diat_tensor_count(shape);
     if (!buffer->data || diat_tensor_count(buffer) < need) {
@@ -128,8 +129,15 @@ diat_status diat_scratch_view(diat_context *ctx, diat_tensor *buffer, const diat
     }
     *view = *shape;
     view->data = buffer->data;
-    ctx->backend->fill(ctx, view->data, 0.0f, need);
     return DIAT_OK;
+}
+
+diat_status diat_scratch_view(diat_context *ctx, diat_tensor *buffer, const diat_tensor *shape,
+                              diat_tensor *view, diat_error *err)
+{
+    diat_status st = diat_scratch_view_for_output(ctx, buffer, shape, view, err);
+    if (st == DIAT_OK) ctx->backend->fill(ctx, view->data, 0.0f, diat_tensor_count(view));
+    return st;
 }
 
 void diat_activate_inplace(diat_context *ctx, diat_activation kind, float slope, diat_tensor *y)

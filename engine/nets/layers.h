@@ -48,6 +48,12 @@ diat_status diat_tensor_like(diat_context *ctx, diat_tensor *t, const diat_tenso
 diat_status diat_scratch_view(diat_context *ctx, diat_tensor *buffer, const diat_tensor *shape,
                               diat_tensor *view, diat_error *err);
 
+/* The same view left unzeroed, for an op that writes every element of it (a
+ * forward): the zeroing would be a wasted pass over memory. */
+diat_status diat_scratch_view_for_output(diat_context *ctx, diat_tensor *buffer,
+                                         const diat_tensor *shape, diat_tensor *view,
+                                         diat_error *err);
+
 /* Apply an activation in place (y = f(y)). */
 void diat_activate_inplace(diat_context *ctx, diat_activation kind, float slope, diat_tensor *y);
 
