@@ -95,6 +95,9 @@ if grep -q "attribute: Eyeglasses" "$WORK/stdout" && grep -q "direction: remove"
     grep -q "training_iterations: 200" "$WORK/stdout" && grep -q "default_ratio: 0.120" "$WORK/stdout" &&
     grep -qi "non-commercial" "$WORK/stdout"; then
     pass "export metadata"; else fail "export metadata"; fi
+# The run's own settings (--n-critic 2), not the exporting command's defaults.
+if grep -q "training_settings: .*lambda_pr=10 .*n_critic=2 " "$WORK/stdout"; then
+    pass "export records the run's settings"; else fail "export records the run's settings"; fi
 expect_ok "diat apply uses the export" "$DIAT" apply -q --whole -m "$WORK/model.safetensors" \
     "$RED_SQUARE" "$WORK/applied.png"
 

@@ -61,6 +61,15 @@ static diat_status save_settings(const train_options *o, diat_st_writer *w, diat
     if (!st && o->init_note[0])
         st = diat_st_writer_set_metadata(w, "opt.init_from", o->init_note, err);
     if (!st) st = set_long(w, "opt.critic_warmup", o->critic_warmup, err);
+    /* The objective and optimizer, so an export records the run's values and
+     * not the defaults of the command that exports. */
+    if (!st && o->mode == TRAIN_TRANSFER) {
+        char text[256];
+        snprintf(text, sizeof text, "%.9g %.9g %.9g %.9g %.9g %d %.9g %.9g %.9g %.9g", o->lambda_gp,
+                 o->lambda_ap, o->lambda_id, o->lambda_pr, o->lambda_ar, o->n_critic, o->lr_g,
+                 o->lr_d, o->beta1, o->beta2);
+        st = diat_st_writer_set_metadata(w, "opt.objective", text, err);
+    }
     /* A classifier's export and --evaluate judge it on the val split of the
      * CelebA folder it trained on, unless told another. */
     if (!st && o->mode == TRAIN_CLASSIFIER && o->celeba_root) {
@@ -244,6 +253,12 @@ diat_status checkpoint_read_settings(const char *path, train_options *o, diat_er
             status = diat_set_error(err, DIAT_ERR_FORMAT,
                                     "Checkpoint %s lacks a valid 'opt.classifier'.", path);
     }
+    /* Checkpoints from before opt.objective: the export states no settings. */
+    const char *objective = diat_safetensors_metadata(st, "opt.objective");
+    o->objective_known = objective && sscanf(objective, "%f %f %f %f %f %d %f %f %f %f",
+                                             &o->lambda_gp, &o->lambda_ap, &o->lambda_id,
+                                             &o->lambda_pr, &o->lambda_ar, &o->n_critic, &o->lr_g,
+                                             &o->lr_d, &o->beta1, &o->beta2) == 10;
     const char *attribute = diat_safetensors_metadata(st, "opt.attribute");
     const char *ratio = diat_safetensors_metadata(st, "opt.ratio");
     if (!status) {
@@ -390,7 +405,7 @@ diat_status export_model(const trainer *tr, const char *path, diat_error *err)
         if (!st) st = set_text(w, "label", label, err);
         if (!st) st = set_text(w, "default_ratio", text, err);
         if (!st && o->init_note[0]) st = set_text(w, "initialised_from", o->init_note, err);
-        if (!st) {
+        if (!st && o->objective_known) {
             snprintf(text, sizeof text,
                      "lambda_gp=%g lambda_ap=%g lambda_id=%g lambda_pr=%g lambda_ar=%g "
                      "n_critic=%d lr_g=%g lr_d=%g betas=(%g,%g) batch=%d seed=%" PRIu64,

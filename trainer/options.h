@@ -61,6 +61,7 @@ typedef struct train_options {
     /* provenance of an --init-from run ("NAME (SIZE bytes, FNV-1a ...)"),
      * kept in its checkpoints and exports; empty otherwise */
     char init_note[512];
+    int objective_known; /* an export read the run's lambdas, n_critic, lr and betas */
 } train_options;
 
 /* Parse argv. Returns 0 to run, 1 when --help was printed, 2 on a usage
