@@ -1,4 +1,4 @@
-/* compare_images — the pixel checks of tests/test_cli.sh, through tools/image-io.
+/* compare_images — the pixel checks of tests/test_cli.sh, through data/image-io.
  *
  *   compare_images describe IMG [X Y]
  *       "WxH channels=C depth=D format=F", then the samples at (X, Y).

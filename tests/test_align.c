@@ -26,9 +26,7 @@
 #include "align.h"
 #include "image-io.h"
 #include "testutil.h"
-#ifdef DIAT_TEST_DATASET
 #include "dataset.h"
-#endif
 
 #include <string.h>
 #include <sys/mman.h>
@@ -843,7 +841,6 @@ static void test_celeba_originals(void)
     }
 }
 
-#ifdef DIAT_TEST_DATASET
 /* ---- the trainer's aligned folder pairs --------------------------------------- */
 
 static char warnings[4096];
@@ -954,7 +951,6 @@ static void test_dataset_aligned_folders(void)
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
     CHECK(system(cmd) == 0);
 }
-#endif
 
 int main(int argc, char **argv)
 {
@@ -993,9 +989,7 @@ int main(int argc, char **argv)
     RUN_TEST(test_edit_lands_in_place);
     RUN_TEST(test_one_pixel_image);
     RUN_TEST(test_huge_image_bounded_memory);
-#ifdef DIAT_TEST_DATASET
     if (finder) RUN_TEST(test_dataset_aligned_folders);
-#endif
     if (have_shared) RUN_TEST(test_celeba_originals);
     diat_face_finder_free(finder);
     diat_context_free(ctx);

@@ -1,16 +1,14 @@
 /* The attribute classifier (engine/nets/classifier.c): its backward pass
  * against central finite differences, the cross-entropy gradient that
  * diat-train feeds it as dL/dlogits, inference mode, and exported files
- * through diat_classifier_load and diat_classifier_predict. With the trainer
- * built, also the labeled data set it trains on (trainer/dataset.c), on a
- * synthetic CelebA whose images spell their own number. */
+ * through diat_classifier_load and diat_classifier_predict; also the labeled
+ * data set it trains on (data/dataset.c), on a synthetic CelebA whose images
+ * spell their own number. */
 #include "diat-train.h"
 #include "testutil.h"
 
-#ifdef DIAT_TEST_DATASET
 #include "dataset.h"
 #include "image-io.h"
-#endif
 
 #include <stdlib.h>
 #include <string.h>
@@ -244,7 +242,6 @@ static void test_load_and_predict(void)
     diat_classifier_free(&c);
 }
 
-#ifdef DIAT_TEST_DATASET
 /* ---- the labeled data set ---- */
 #define SYN_FACES 24
 #define SYN_TRAIN 20
@@ -417,7 +414,6 @@ static void test_labeled_dataset(void)
     snprintf(command, sizeof command, "rm -rf '%s'", root);
     CHECK(system(command) == 0);
 }
-#endif
 
 int main(void)
 {
@@ -430,9 +426,7 @@ int main(void)
     RUN_TEST(test_cross_entropy_gradient);
     RUN_TEST(test_modes_and_shapes);
     RUN_TEST(test_load_and_predict);
-#ifdef DIAT_TEST_DATASET
     RUN_TEST(test_labeled_dataset);
-#endif
     diat_context_free(ctx);
     return TEST_SUMMARY();
 }

@@ -1,4 +1,4 @@
-/* The trainer's data pipeline (trainer/dataset.h).
+/* The trainer's data pipeline (data/dataset.h).
  *
  * Synthetic data made here (small CelebA-like roots and folder pairs of
  * generated PNG/JPEG files, in a temporary folder) test the label-file

@@ -231,7 +231,7 @@ sed -i '3s/ -1/ 7/' "$WORK/badlabel/list_attr_celeba.txt"
 expect_error "malformed label file" 1 "list_attr_celeba.txt:3" "$DIAT" eval "${ONE[@]}" \
     --celeba "$WORK/badlabel"
 rm "$WORK/small/img_align_celeba/$(head -1 "$WORK/small/names")"
-expect_error "missing image" 1 "1 of the 2 selected val images are missing" "$DIAT" eval \
+expect_error "missing image" 1 "1 of the 2 val-split images are missing" "$DIAT" eval \
     "${ONE[@]}" --celeba "$WORK/small"
 expect_error "bad --ratio" 2 "between 0 and 1" "$DIAT" eval "${BASE[@]}" --ratio 1.5
 expect_error "bad --faces" 2 "face count" "$DIAT" eval "${BASE[@]}" --faces 0

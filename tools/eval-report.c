@@ -271,7 +271,7 @@ static json_t *build_json(const eval_settings *s, const eval_totals *t)
 }
 
 /* Permissions for a new file: those of the file it replaces, else 0666 less
- * the umask (mkstemp alone would give 0600), as tools/image-io.c does. */
+ * the umask (mkstemp alone would give 0600), as data/image-io.c does. */
 static mode_t new_file_mode(const char *path)
 {
     struct stat st;

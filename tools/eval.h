@@ -73,11 +73,10 @@ typedef struct eval_faces {
     size_t count;
 } eval_faces;
 
-/* The val-split faces of the CelebA folder `root` (as the trainer reads it:
- * the label files in it or Anno/ and Eval/, images in img_align_celeba/ or
- * Img/img_align_celeba/) whose `attribute` is `with` (1 has it, 0 lacks
+/* The val-split faces of the CelebA folder `root` (read by the trainer's
+ * reader, data/celeba.c) whose `attribute` is `with` (1 has it, 0 lacks
  * it), the first `limit` of them (0: all). `val_total` and `side_total`
- * receive the sizes before the limit. Every selected image must exist. */
+ * receive the sizes before the limit. None on that side is an error. */
 diat_status eval_select_faces(const char *root, const char *attribute, int with, size_t limit,
                               eval_faces *out, size_t *val_total, size_t *side_total,
                               diat_error *err);

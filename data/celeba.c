@@ -9,6 +9,7 @@
  * CRLF line ends are accepted (copies edited on Windows have them).
  */
 #include "dataset-internal.h"
+#include "dataset.h"
 
 #include "diat-train.h"
 
@@ -397,7 +398,7 @@ static diat_status select_faces(const char *root, const char *const *chosen, int
         }
     }
     if (selected_count == 0) {
-        st = diat_set_error(err, DIAT_ERR_ARGUMENT,
+        st = diat_set_error(err, DIAT_ERR_FORMAT,
                             "%s puts no image in the %s split (%d); it has %zu train, %zu val "
                             "and %zu test images.",
                             partition_file.path, split_names[split], split, split_sizes[0],
@@ -500,4 +501,29 @@ diat_status celeba_select_labeled(const char *root, const char *const *names, in
 {
     dataset_list unused;
     return select_faces(root, names, count, 1, split, faces, &unused, labels, err);
+}
+
+diat_status diat_celeba_split_faces(const char *root, const char *attribute, int with, int split,
+                                    char ***paths, size_t *count, size_t *split_total,
+                                    diat_error *err)
+{
+    *paths = NULL;
+    *count = *split_total = 0;
+    dataset_list faces;
+    uint32_t *labels = NULL;
+    diat_status st = celeba_select_labeled(root, &attribute, 1, split, &faces, &labels, err);
+    if (st != DIAT_OK) return st;
+    /* Keep the paths on the asked side, in order, freeing the others. */
+    size_t kept = 0;
+    for (size_t i = 0; i < faces.count; i++) {
+        if ((int)(labels[i] & 1) == !!with)
+            faces.paths[kept++] = faces.paths[i];
+        else
+            free(faces.paths[i]);
+    }
+    free(labels);
+    *split_total = faces.count;
+    *paths = faces.paths;
+    *count = kept;
+    return DIAT_OK;
 }

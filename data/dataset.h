@@ -26,8 +26,8 @@
  * Every function that can fail fills a diat_error whose message names the
  * file (and line) at fault.
  */
-#ifndef DIAT_TRAINER_DATASET_H
-#define DIAT_TRAINER_DATASET_H
+#ifndef DIAT_DATA_DATASET_H
+#define DIAT_DATA_DATASET_H
 
 #include "diat.h"
 
@@ -141,4 +141,14 @@ void diat_dataset_close(diat_dataset *d);
 diat_status diat_dataset_load_face(const char *path, int celeba_geometry, int flip, float *out,
                                    diat_error *err);
 
-#endif /* DIAT_TRAINER_DATASET_H */
+/* The faces of one official CelebA split (0 train, 1 val, 2 test) whose
+ * `attribute` is `with` (1: has it, 0: lacks it), read and checked exactly as
+ * diat_dataset_open reads CelebA. *paths (free with
+ * diat_celeba_free_paths) is in the partition file's order and may be empty;
+ * *split_total receives the size of the whole split. */
+diat_status diat_celeba_split_faces(const char *root, const char *attribute, int with, int split,
+                                    char ***paths, size_t *count, size_t *split_total,
+                                    diat_error *err);
+void diat_celeba_free_paths(char **paths, size_t count);
+
+#endif /* DIAT_DATA_DATASET_H */

@@ -1,7 +1,7 @@
-/* Private to the trainer's data pipeline: file lists shared by dataset.c
- * (folders, decoding, batches) and celeba.c (CelebA label files). */
-#ifndef DIAT_TRAINER_DATASET_INTERNAL_H
-#define DIAT_TRAINER_DATASET_INTERNAL_H
+/* Private to the data library: file lists shared by file-lists.c, dataset.c
+ * (decoding, batches) and celeba.c (CelebA label files). */
+#ifndef DIAT_DATA_DATASET_INTERNAL_H
+#define DIAT_DATA_DATASET_INTERNAL_H
 
 #include "diat.h"
 
@@ -29,6 +29,11 @@ diat_status dataset_list_add(dataset_list *list, size_t *capacity, const char *d
 diat_status dataset_read_dir(const char *dir, const char *what, int images_only, char ***names,
                              size_t *count, diat_error *err);
 void dataset_free_names(char **names, size_t count);
+
+/* The image files of `dir` (as dataset_read_dir with images_only) as paths;
+ * a folder without any is an error. */
+diat_status dataset_folder_list(const char *dir, const char *what, dataset_list *list,
+                                diat_error *err);
 
 /* Select the faces of one official split of a CelebA root: `sources` those
  * without the attribute when add is nonzero (with it otherwise), and
