@@ -1,0 +1,46 @@
+#!/bin/sh
+# Evaluate the shipped attribute models on the CelebA val split with
+# `diat eval`, judged by the shipped classifier, faceres and the denoiser:
+# one JSON per model next to it (NAME.eval.json, the figures its card and
+# models/README.md quote) and the Markdown rows for models/README.md on
+# stdout.
+#
+#   models/evaluate.sh CELEBA [MODEL.safetensors ...]
+#
+# Without MODEL arguments every models/*.safetensors whose format is
+# diat-model is evaluated. DIAT names the `diat` program (default
+# build/tools/diat); FACES=N evaluates only the first N faces of each. The val grids (`diat eval --grid`) hold CelebA faces,
+# so they go to $GRID_DIR (default /tmp), never into the project.
+set -eu
+if [ $# -lt 1 ]; then
+    echo "usage: $0 CELEBA [MODEL.safetensors ...]" >&2
+    exit 2
+fi
+celeba=$1
+shift
+here=$(cd "$(dirname "$0")" && pwd)
+diat=${DIAT:-$here/../build/tools/diat}
+grid_dir=${GRID_DIR:-/tmp}
+if [ $# -eq 0 ]; then
+    for file in "$here"/*.safetensors; do
+        "$diat" info "$file" 2>/dev/null | grep -q "^  format: diat-model$" && set -- "$@" "$file"
+    done
+fi
+if [ $# -eq 0 ]; then
+    echo "$0: no attribute model (format diat-model) in $here" >&2
+    exit 1
+fi
+rows=""
+for model in "$@"; do
+    name=$(basename "$model" .safetensors)
+    out=$(dirname "$model")/$name.eval.json
+    "$diat" eval -m "$model" --celeba "$celeba" \
+        --classifier "$here/attribute-classifier.safetensors" \
+        --denoiser "$here/denoiser.safetensors" \
+        ${FACES:+--faces "$FACES"} --json "$out" --grid "$grid_dir/$name-val-grid.png" >"$grid_dir/$name-eval.txt"
+    cat "$grid_dir/$name-eval.txt" >&2
+    rows="$rows$(tail -n 1 "$grid_dir/$name-eval.txt")
+"
+done
+sed -n '/^Markdown row/{n;p;n;p;q}' "$grid_dir/$name-eval.txt"
+printf '%s' "$rows"
