@@ -128,7 +128,9 @@ static diat_status alloc_buffers(trainer *tr, diat_error *err)
 static void mask_start_at_ratio(diat_mask *m, float ratio)
 {
     if (!(ratio > 0.0f && ratio < 1.0f)) return;
-    double low = -8.0, high = 8.0; /* bisect Phi(z) = 1 - p: pixels above -z are on */
+    /* Bisect Phi(z) = 1 - p; with beta = -z, a logit is above 0 (the mask's
+     * threshold) where the normalised value exceeds z: a fraction p. */
+    double low = -8.0, high = 8.0;
     for (int i = 0; i < 60; i++) {
         double mid = 0.5 * (low + high);
         if (0.5 * erfc(-mid / sqrt(2.0)) < 1.0 - ratio)
