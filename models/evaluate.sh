@@ -18,16 +18,27 @@ if [ $# -lt 1 ]; then
 fi
 celeba=$1
 shift
+case "$celeba" in /*) ;; *) celeba=$(pwd)/$celeba ;; esac
 here=$(cd "$(dirname "$0")" && pwd)
 diat=${DIAT:-$here/../build/tools/diat}
+case "$diat" in /*) ;; *) diat=$(pwd)/$diat ;; esac
 grid_dir=${GRID_DIR:-/tmp}
+# From the project's root, so the JSON files name the models and judges by
+# their paths in the project (models/...), not by this machine's.
+root=$(cd "$here/.." && pwd)
+for model in "$@"; do
+    model=$(cd "$(dirname "$model")" && pwd)/$(basename "$model")
+    set -- "$@" "${model#"$root"/}"
+    shift
+done
+cd "$root"
 if [ $# -eq 0 ]; then
-    for file in "$here"/*.safetensors; do
+    for file in models/*.safetensors; do
         "$diat" info "$file" 2>/dev/null | grep -q "^  format: diat-model$" && set -- "$@" "$file"
     done
 fi
 if [ $# -eq 0 ]; then
-    echo "$0: no attribute model (format diat-model) in $here" >&2
+    echo "$0: no attribute model (format diat-model) in models/" >&2
     exit 1
 fi
 rows=""
@@ -35,9 +46,11 @@ for model in "$@"; do
     name=$(basename "$model" .safetensors)
     out=$(dirname "$model")/$name.eval.json
     "$diat" eval -m "$model" --celeba "$celeba" \
-        --classifier "$here/attribute-classifier.safetensors" \
-        --denoiser "$here/denoiser.safetensors" \
-        ${FACES:+--faces "$FACES"} --json "$out" --grid "$grid_dir/$name-val-grid.png" >"$grid_dir/$name-eval.txt"
+        --classifier models/attribute-classifier.safetensors \
+        --denoiser models/denoiser.safetensors --faceres models/faceres.safetensors \
+        --face-recognition models/face-recognition-resnet29.safetensors \
+        ${FACES:+--faces "$FACES"} --json "$out" --grid "$grid_dir/$name-val-grid.png" \
+        >"$grid_dir/$name-eval.txt"
     cat "$grid_dir/$name-eval.txt" >&2
     rows="$rows$(tail -n 1 "$grid_dir/$name-eval.txt")
 "
