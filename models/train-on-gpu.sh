@@ -1,20 +1,23 @@
 #!/bin/bash
-# One training run on the GPU machine (device tool), in one call: pretrain
-# the denoiser DN briefly, train DIAT for a time budget, export the F16
-# model, and leave the model, the run's log.csv, its loss plot and its last
-# sample grid in $OUT (the files that come back).
+# One training run on the GPU machine (device tool), in one call: train DIAT
+# for a time budget against the shipped denoiser, export the F16 model, and
+# leave the model, the run's log.csv, its loss plot and its last sample grid
+# in $OUT (the files that come back).
 #
-#   models/train-on-gpu.sh CELEBA ATTRIBUTE DIRECTION NAME DN_SECONDS SECONDS
+#   models/train-on-gpu.sh CELEBA ATTRIBUTE DIRECTION NAME SECONDS [INIT_FROM]
 #
 # CELEBA is a carried CelebA folder (tests/cuda/make-device-data.sh makes a
-# subset; CelebA is never committed). Needs the build from
-# tests/cuda/prepare-device-run.sh (build-cuda/ and .device/lib carried).
+# subset; CelebA is never committed). INIT_FROM, a shipped model such as
+# models/remove-eyeglasses.safetensors, continues its T and M with a fresh
+# critic (diat-train --init-from: the critic warms up first). Needs the
+# build from tests/cuda/prepare-device-run.sh (build-cuda/ and .device/lib
+# carried).
 set -eu
-if [ $# -ne 6 ]; then
-    echo "usage: $0 CELEBA ATTRIBUTE DIRECTION NAME DN_SECONDS SECONDS" >&2
+if [ $# -ne 5 ] && [ $# -ne 6 ]; then
+    echo "usage: $0 CELEBA ATTRIBUTE DIRECTION NAME SECONDS [INIT_FROM]" >&2
     exit 2
 fi
-celeba=$1 attribute=$2 direction=$3 name=$4 dn_seconds=$5 seconds=$6
+celeba=$1 attribute=$2 direction=$3 name=$4 seconds=$5 init_from=${6:-}
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 out=${OUT:-/tmp/diat-gpu-run}
@@ -27,17 +30,13 @@ done
 export LD_LIBRARY_PATH="$root/.device/lib:$lib_dirs"
 train=build-cuda/trainer/diat-train
 work=$(mktemp -d)
-common=(--celeba "$celeba" --backend cuda --threads "$(nproc)" --batch 64 --quiet)
+init=()
+[ -z "$init_from" ] || init=(--init-from "$init_from")
 
-echo "== denoiser, $dn_seconds s ($(date +%T))"
-"$train" denoiser --run-dir "$work/dn" "${common[@]}" --steps 1000000 \
-    --max-time "$dn_seconds" --lr-g 1e-3 --checkpoint-every 1000000
-"$train" --run-dir "$work/dn" --export "$work/dn.safetensors"
-tail -1 "$work/dn/log.csv"
-
-echo "== DIAT $attribute $direction, $seconds s ($(date +%T))"
-"$train" transfer --run-dir "$work/run" "${common[@]}" --attribute "$attribute" \
-    --direction "$direction" --denoiser "$work/dn.safetensors" --steps 1000000 \
+echo "== DIAT $attribute $direction, $seconds s ($(date +%T))${init_from:+, from $init_from}"
+"$train" transfer --run-dir "$work/run" --celeba "$celeba" --backend cuda \
+    --threads "$(nproc)" --batch 64 --quiet --attribute "$attribute" --direction "$direction" \
+    --denoiser models/denoiser.safetensors "${init[@]}" --steps 1000000 \
     --max-time "$seconds" --sample-every 500 --checkpoint-every 1000000
 "$train" --run-dir "$work/run" --export "$out/$name.safetensors" --f16
 cp "$work/run/log.csv" "$out/$name-log.csv"
