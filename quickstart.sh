@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Quick start: install the build dependencies (apt), build, and run
-# `diat apply` on the bundled sample photo. Until trained models ship (see
-# models/README.md) the model is the test fixture: identity transform plus a
-# red tint, mask on red-dominant pixels. It shows the pipeline, not an edit.
+# `diat apply` with the shipped remove-eyeglasses model on a bundled
+# public-domain photo (the girl with glasses in dlib's 2008_001009.png). The
+# model is an early CPU-trained one: see models/remove-eyeglasses.md for
+# what it does and does not do yet.
 set -euo pipefail
 cd "$(dirname "$0")"
 .ci/install-deps
@@ -10,12 +11,14 @@ cd "$(dirname "$0")"
 [ -x /usr/local/cuda/bin/nvcc ] && export PATH=/usr/local/cuda/bin:$PATH
 [ -f build/build.ninja ] || meson setup build
 ninja -C build
-model=tests/data/fixture-tint-model.safetensors
+model=models/remove-eyeglasses.safetensors
+photo=tests/data/photos/2008_001009.png
 out=quickstart-out
 mkdir -p "$out"
 build/tools/diat info "$model"
-build/tools/diat detect tests/data/photos/astronaut.png
-build/tools/diat apply -m "$model" --box 75,30,100,120 --no-align \
-    --mask "$out/astronaut-mask.png" --overlay "$out/astronaut-overlay.png" \
-    tests/data/photos/astronaut.png "$out/astronaut-edited.png"
-echo "wrote $out/astronaut-edited.png, $out/astronaut-mask.png and $out/astronaut-overlay.png"
+build/tools/diat detect "$photo"
+# Face 2 is the one with glasses; p = 0.12, the model's default ratio.
+build/tools/diat apply -m "$model" --face 2 -p 0.12 \
+    --mask "$out/glasses-mask.png" --overlay "$out/glasses-overlay.png" \
+    "$photo" "$out/glasses-removed.png"
+echo "wrote $out/glasses-removed.png, $out/glasses-mask.png and $out/glasses-overlay.png"
