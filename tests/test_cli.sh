@@ -17,32 +17,7 @@ DIAT=$1 CMP=$2 FIXTURE=$3 TINT=$4 RED_SQUARE=$5 DATA=$6
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/diat-cli.XXXXXX") || exit 1
 trap 'rm -rf "$WORK"' EXIT
 
-passed=0
-failed=0
-pass() {
-    passed=$((passed + 1))
-    echo "ok   $1"
-}
-fail() {
-    failed=$((failed + 1))
-    echo "FAIL $1"
-    [ -s "$WORK/stdout" ] && sed 's/^/     stdout: /' "$WORK/stdout" | head -20
-    [ -s "$WORK/stderr" ] && sed 's/^/     stderr: /' "$WORK/stderr" | head -20
-}
-
-# run CMD...: runs it, keeping stdout/stderr in $WORK and the status in $rc.
-run() {
-    "$@" >"$WORK/stdout" 2>"$WORK/stderr"
-    rc=$?
-}
-
-# expect_ok NAME CMD...: exit status 0.
-expect_ok() {
-    local name=$1
-    shift
-    run "$@"
-    if [ "$rc" -eq 0 ]; then pass "$name"; else fail "$name (exit $rc)"; fi
-}
+. "$(dirname "$0")/checks.sh"
 
 # expect_error NAME STATUS WORD CMD...: exit status STATUS (or "nonzero"),
 # one "diat: error:" line on stderr that contains WORD (case-insensitive).
@@ -410,5 +385,4 @@ else
     fail "input files unchanged"
 fi
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+summary

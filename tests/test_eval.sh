@@ -27,21 +27,7 @@ fi
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/diat-eval.XXXXXX") || exit 1
 trap 'rm -rf "$WORK"' EXIT
 
-passed=0 failed=0
-pass() { passed=$((passed + 1)); echo "ok   $1"; }
-fail() {
-    failed=$((failed + 1))
-    echo "FAIL $1"
-    [ -s "$WORK/stdout" ] && tail -8 "$WORK/stdout" | sed 's/^/     stdout: /'
-    [ -s "$WORK/stderr" ] && tail -5 "$WORK/stderr" | sed 's/^/     stderr: /'
-}
-run() { "$@" >"$WORK/stdout" 2>"$WORK/stderr"; rc=$?; }
-expect_ok() {
-    local name=$1; shift; run "$@"
-    if [ $rc -eq 0 ]; then pass "$name"; else fail "$name (exit $rc)"; fi
-}
-# check NAME CMD...: the command (a test) succeeds.
-check() { local name=$1; shift; if "$@"; then pass "$name"; else fail "$name"; fi; }
+. "$(dirname "$0")/checks.sh"
 # expect_error NAME STATUS WORD CMD...: that exit status and one "diat:
 # error:" line containing WORD.
 expect_error() {
@@ -241,5 +227,4 @@ expect_error "no model" 2 "no model" "$DIAT" eval --celeba "$CELEBA"
 expect_error "no CelebA" 2 "--celeba" "$DIAT" eval -m "$FIXTURE"
 expect_error "unknown option" 2 "--bogus" "$DIAT" eval "${BASE[@]}" --bogus
 
-echo "$passed passed, $failed failed"
-[ $failed -eq 0 ]
+summary

@@ -16,21 +16,7 @@ fi
 DIAT=$1 CMP=$2 MODELS=$3 PHOTOS=$4
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/diat-models.XXXXXX") || exit 1
 trap 'rm -rf "$WORK"' EXIT
-passed=0 failed=0
-pass() {
-    passed=$((passed + 1))
-    echo "ok   $1"
-}
-fail() {
-    failed=$((failed + 1))
-    echo "FAIL $1"
-    [ -s "$WORK/out" ] && sed 's/^/     /' "$WORK/out" | head -20
-}
-check() { # NAME CMD...: passes when CMD succeeds (its output is shown on failure)
-    local name=$1
-    shift
-    if "$@" >"$WORK/out" 2>&1; then pass "$name"; else fail "$name"; fi
-}
+. "$(dirname "$0")/checks.sh"
 
 models=()
 for file in "$MODELS"/*.safetensors; do
@@ -53,21 +39,21 @@ for model in "${models[@]}"; do
         pass "$name: edits $direction $attribute" ;;
     *) fail "$name: a CelebA attribute of the issue (got '$attribute')" ;;
     esac
-    check "$name: at most 10 MB" test "$(stat -c %s "$model")" -le 10485760
-    check "$name: F16 weights" grep -q "^  T.down1.weight  *F16 " "$WORK/info"
-    check "$name: mask ratio p in (0, 1)" awk -v p="$p" 'BEGIN { exit !(p > 0 && p < 1) }'
-    check "$name: states its training" grep -Eq "^  training_settings: lambda_gp=.* n_critic=" \
+    expect_ok "$name: at most 10 MB" test "$(stat -c %s "$model")" -le 10485760
+    expect_ok "$name: F16 weights" grep -q "^  T.down1.weight  *F16 " "$WORK/info"
+    expect_ok "$name: mask ratio p in (0, 1)" awk -v p="$p" 'BEGIN { exit !(p > 0 && p < 1) }'
+    expect_ok "$name: states its training" grep -Eq "^  training_settings: lambda_gp=.* n_critic=" \
         "$WORK/info"
-    check "$name: states CelebA's terms" grep -qi "^  license: .*non-commercial" "$WORK/info"
+    expect_ok "$name: states CelebA's terms" grep -qi "^  license: .*non-commercial" "$WORK/info"
     steps=$(metadata training_iterations)
     # The card describes this file: its name and its step count.
     card=$MODELS/$name.md
-    check "$name: card names the file" grep -q "$name.safetensors" "$card"
+    expect_ok "$name: card names the file" grep -q "$name.safetensors" "$card"
     grouped=$(printf %s "$steps" | sed ':a;s/\B[0-9]\{3\}\>/,&/;ta') # 1874 -> 1,874
-    check "$name: card gives the steps ($grouped)" grep -qF -e "$steps" -e "$grouped" "$card"
+    expect_ok "$name: card gives the steps ($grouped)" grep -qF -e "$steps" -e "$grouped" "$card"
     # Its evaluation: the whole val side, at the model's p, of this model.
     json=$MODELS/$name.eval.json
-    check "$name: evaluation of this model on its whole val side" python3 -c '
+    expect_ok "$name: evaluation of this model on its whole val side" python3 -c '
 import json, sys
 j = json.load(open(sys.argv[1]))
 s = j["settings"]
@@ -81,11 +67,10 @@ assert s["attribute"] == sys.argv[4] and s["direction"] == sys.argv[5]
     # under the mask; the rest bit for bit the input.
     photo=$PHOTOS/2008_001009.png
     out=$WORK/$name.png
-    check "$name: edits a photo" "$DIAT" apply -q -m "$model" -p "$p" --mask "$WORK/$name-mask.png" \
-        "$photo" "$out"
-    check "$name: only masked pixels change, and they do" "$CMP" untouched "$photo" "$out" \
+    expect_ok "$name: edits a photo" "$DIAT" apply -q -m "$model" -p "$p" \
+        --mask "$WORK/$name-mask.png" "$photo" "$out"
+    expect_ok "$name: only masked pixels change, and they do" "$CMP" untouched "$photo" "$out" \
         "$WORK/$name-mask.png" --expect-change
 done
 
-echo "$passed passed, $failed failed"
-[ $failed -eq 0 ]
+summary

@@ -24,15 +24,7 @@ fi
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/diat-train.XXXXXX") || exit 1
 trap 'rm -rf "$WORK"' EXIT
 
-passed=0 failed=0
-pass() { passed=$((passed + 1)); echo "ok   $1"; }
-fail() {
-    failed=$((failed + 1))
-    echo "FAIL $1"
-    [ -s "$WORK/stderr" ] && tail -5 "$WORK/stderr" | sed 's/^/     stderr: /'
-}
-run() { "$@" >"$WORK/stdout" 2>"$WORK/stderr"; rc=$?; }
-expect_ok() { local name=$1; shift; run "$@"; if [ $rc -eq 0 ]; then pass "$name"; else fail "$name (exit $rc)"; fi; }
+. "$(dirname "$0")/checks.sh"
 expect_error() { # NAME WORD CMD...: non-zero exit and an error line containing WORD
     local name=$1 word=$2; shift 2; run "$@"
     if [ $rc -ne 0 ] && grep -q 'diat-train: error:' "$WORK/stderr" && grep -qi -- "$word" "$WORK/stderr"; then
@@ -289,5 +281,4 @@ expect_error "resume without a checkpoint" "does not exist" "$TRAIN" "${FAST[@]}
 expect_error "export without a run" "nothing to export" "$TRAIN" --run-dir "$WORK/empty2" --export "$WORK/none.safetensors"
 expect_error "resume with other options" "another run" "$TRAIN" "${FAST[@]}" --width 8 --run-dir "$WORK/split" --steps 20 --resume
 
-echo "$passed passed, $failed failed"
-[ $failed -eq 0 ]
+summary
