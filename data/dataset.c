@@ -639,7 +639,8 @@ diat_status diat_dataset_open(const diat_dataset_options *o, diat_dataset **out,
     } else {
         st = dataset_folder_list(o->source_dir, "source folder", &d->streams[SOURCES].list, err);
         if (st == DIAT_OK)
-            st = dataset_folder_list(o->target_dir, "target folder", &d->streams[REFERENCES].list, err);
+            st = dataset_folder_list(o->target_dir, "target folder", &d->streams[REFERENCES].list,
+                                     err);
     }
     for (int s = 0; st == DIAT_OK && s < d->stream_count; s++) {
         stream *str = &d->streams[s];

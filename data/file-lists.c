@@ -137,4 +137,3 @@ diat_status dataset_folder_list(const char *dir, const char *what, dataset_list 
     if (st != DIAT_OK) dataset_list_free(list);
     return st;
 }
-

@@ -255,10 +255,10 @@ diat_status checkpoint_read_settings(const char *path, train_options *o, diat_er
     }
     /* Checkpoints from before opt.objective: the export states no settings. */
     const char *objective = diat_safetensors_metadata(st, "opt.objective");
-    o->objective_known = objective && sscanf(objective, "%f %f %f %f %f %d %f %f %f %f",
-                                             &o->lambda_gp, &o->lambda_ap, &o->lambda_id,
-                                             &o->lambda_pr, &o->lambda_ar, &o->n_critic, &o->lr_g,
-                                             &o->lr_d, &o->beta1, &o->beta2) == 10;
+    o->objective_known =
+        objective && sscanf(objective, "%f %f %f %f %f %d %f %f %f %f", &o->lambda_gp,
+                            &o->lambda_ap, &o->lambda_id, &o->lambda_pr, &o->lambda_ar,
+                            &o->n_critic, &o->lr_g, &o->lr_d, &o->beta1, &o->beta2) == 10;
     const char *attribute = diat_safetensors_metadata(st, "opt.attribute");
     const char *ratio = diat_safetensors_metadata(st, "opt.ratio");
     if (!status) {

@@ -81,17 +81,9 @@ void diat_cpu_activation_backward(diat_context *ctx, diat_activation kind, float
     case DIAT_ACT_IDENTITY:
         for (size_t i = 0; i < count; i++) dx[i] += dy[i];
         break;
-    case DIAT_ACT_RELU:
-        relu_backward(y, dy, dx, count);
-        break;
-    case DIAT_ACT_LEAKY_RELU:
-        leaky_relu_backward(slope, y, dy, dx, count);
-        break;
-    case DIAT_ACT_SIGMOID:
-        sigmoid_backward(y, dy, dx, count);
-        break;
-    case DIAT_ACT_TANH:
-        tanh_backward(y, dy, dx, count);
-        break;
+    case DIAT_ACT_RELU: relu_backward(y, dy, dx, count); break;
+    case DIAT_ACT_LEAKY_RELU: leaky_relu_backward(slope, y, dy, dx, count); break;
+    case DIAT_ACT_SIGMOID: sigmoid_backward(y, dy, dx, count); break;
+    case DIAT_ACT_TANH: tanh_backward(y, dy, dx, count); break;
     }
 }
