@@ -446,18 +446,26 @@ static mode_t new_file_mode(const char *path) {
     return 0666 & ~mask;
 }
 
-diat_status imgio_save(const char *path, const imgio_image *img, imgio_format format,
-                       diat_error *err) {
-    if (format == IMGIO_FORMAT_UNKNOWN) format = imgio_format_from_path(path);
-    if (format == IMGIO_FORMAT_UNKNOWN)
-        return diat_set_error(err, DIAT_ERR_ARGUMENT,
-                              "Cannot tell the format of '%s': use a .png, .jpg or .jpeg name.",
-                              path);
-    if (!img->samples || img->image.channels < 1 || img->image.channels > 4 ||
-        (img->bit_depth != 8 && img->bit_depth != 16))
-        return diat_set_error(err, DIAT_ERR_ARGUMENT, "Nothing valid to write to '%s'.", path);
+/* What goes into the temporary file of write_atomic. */
+typedef struct file_content {
+    const imgio_image *img; /* an image in `format`, or */
+    imgio_format format;
+    const char *text;       /* text, when img is NULL */
+} file_content;
 
-    /* The temporary lives beside the target so rename() stays atomic. */
+static diat_status write_content(FILE *fp, const char *path, const file_content *c,
+                                 diat_error *err) {
+    if (c->img)
+        return c->format == IMGIO_FORMAT_PNG ? save_png(fp, path, c->img, err)
+                                             : save_jpeg(fp, path, c->img, err);
+    fputs(c->text, fp);
+    return DIAT_OK;
+}
+
+/* The temporary lives beside the target so rename() stays atomic; it is
+ * flushed to disk, given the mode of the file it replaces, and renamed over
+ * `path` only once complete. */
+static diat_status write_atomic(const char *path, const file_content *content, diat_error *err) {
     size_t len = strlen(path) + sizeof ".tmp-XXXXXX";
     char *tmp = malloc(len);
     if (!tmp) return diat_set_error(err, DIAT_ERR_MEMORY, "Out of memory writing '%s'.", path);
@@ -477,8 +485,7 @@ diat_status imgio_save(const char *path, const imgio_image *img, imgio_format fo
         free(tmp);
         return diat_set_error(err, DIAT_ERR_IO, "Cannot write '%s': %s.", path, strerror(errno));
     }
-    diat_status status =
-        format == IMGIO_FORMAT_PNG ? save_png(fp, path, img, err) : save_jpeg(fp, path, img, err);
+    diat_status status = write_content(fp, path, content, err);
     int saved_errno = 0;
     if (status == DIAT_OK &&
         (fflush(fp) != 0 || ferror(fp) || fchmod(fd, mode) != 0 || fsync(fd) != 0))
@@ -492,4 +499,23 @@ diat_status imgio_save(const char *path, const imgio_image *img, imgio_format fo
     if (status != DIAT_OK) unlink(tmp);
     free(tmp);
     return status;
+}
+
+diat_status imgio_save(const char *path, const imgio_image *img, imgio_format format,
+                       diat_error *err) {
+    if (format == IMGIO_FORMAT_UNKNOWN) format = imgio_format_from_path(path);
+    if (format == IMGIO_FORMAT_UNKNOWN)
+        return diat_set_error(err, DIAT_ERR_ARGUMENT,
+                              "Cannot tell the format of '%s': use a .png, .jpg or .jpeg name.",
+                              path);
+    if (!img->samples || img->image.channels < 1 || img->image.channels > 4 ||
+        (img->bit_depth != 8 && img->bit_depth != 16))
+        return diat_set_error(err, DIAT_ERR_ARGUMENT, "Nothing valid to write to '%s'.", path);
+    const file_content content = {img, format, NULL};
+    return write_atomic(path, &content, err);
+}
+
+diat_status imgio_save_text(const char *path, const char *text, diat_error *err) {
+    const file_content content = {NULL, IMGIO_FORMAT_UNKNOWN, text};
+    return write_atomic(path, &content, err);
 }

@@ -66,4 +66,7 @@ void imgio_dequantize(const uint16_t *src, int bit_depth, diat_image *dst);
 diat_status imgio_save(const char *path, const imgio_image *img, imgio_format format,
                        diat_error *err);
 
+/* Write `text` to `path` with the same atomic replacement (reports, JSON). */
+diat_status imgio_save_text(const char *path, const char *text, diat_error *err);
+
 #endif /* DIAT_IMAGE_IO_H */

@@ -98,7 +98,7 @@ static int parse_box(const char *text, diat_box *box)
     return 0;
 }
 
-static int same_file(const char *a, const char *b)
+int cli_same_file(const char *a, const char *b)
 {
     struct stat sa, sb;
     if (strcmp(a, b) == 0) return 1;
@@ -117,8 +117,8 @@ static int same_file(const char *a, const char *b)
  *   4. the source tree's models/ (DIAT_SOURCE_MODEL_DIR), so a build runs
  *      uninstalled.
  * `searched` receives the folders tried, for the error message. */
-static int find_model_file(const char *name, char *path, size_t size, char *searched,
-                           size_t searched_size)
+int cli_find_model_file(const char *name, char *path, size_t size, char *searched,
+                        size_t searched_size)
 {
     enum { MAX_DIRS = 8, DIR_SIZE = 4096 };
     char dirs[MAX_DIRS][DIR_SIZE];
@@ -167,7 +167,7 @@ static int load_finder(diat_context *ctx, const char *detector, const char *land
     static const char *const names[2] = {DETECTOR_FILE, LANDMARKS_FILE};
     for (int i = 0; i < 2; i++) {
         if (paths[i]) continue;
-        if (find_model_file(names[i], found[i], sizeof found[i], searched, sizeof searched) != 0)
+        if (cli_find_model_file(names[i], found[i], sizeof found[i], searched, sizeof searched))
             return report_error(EXIT_RUNTIME,
                                 "the face model '%s' was not found (looked in $DIAT_MODEL_PATH "
                                 "and %s); set DIAT_MODEL_PATH to its folder, or give the face "
@@ -509,7 +509,7 @@ static int parse_apply(int argc, char *argv[], apply_args *a)
         return usage_error("apply", "the overlay must end in .png, .jpg or .jpeg: ", a->overlay);
     const char *extra[2] = {a->mask, a->overlay};
     for (int i = 0; i < 2; i++)
-        if (extra[i] && (same_file(extra[i], a->input) || same_file(extra[i], a->output)))
+        if (extra[i] && (cli_same_file(extra[i], a->input) || cli_same_file(extra[i], a->output)))
             return usage_error("apply", "refusing to overwrite the input or output with ",
                                i == 0 ? "--mask" : "--overlay");
     return -1;
@@ -980,7 +980,7 @@ static int command_detect(int argc, char *argv[])
     const char *input = argv[optind];
     if (overlay && imgio_format_from_path(overlay) == IMGIO_FORMAT_UNKNOWN)
         return usage_error("detect", "the overlay must end in .png, .jpg or .jpeg: ", overlay);
-    if (overlay && same_file(overlay, input))
+    if (overlay && cli_same_file(overlay, input))
         return usage_error("detect", "refusing to overwrite the input with --overlay", NULL);
 
     diat_error err = {0};

@@ -9,14 +9,11 @@
 
 #include "image-io.h"
 
-#include <errno.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #ifndef DIAT_VERSION
 #define DIAT_VERSION "unknown"
@@ -270,58 +267,24 @@ static json_t *build_json(const eval_settings *s, const eval_totals *t)
                      "locality", locality, "quality", quality);
 }
 
-/* Permissions for a new file: those of the file it replaces, else 0666 less
- * the umask (mkstemp alone would give 0600), as data/image-io.c does. */
-static mode_t new_file_mode(const char *path)
-{
-    struct stat st;
-    if (stat(path, &st) == 0) return st.st_mode & 0777;
-    mode_t mask = umask(0);
-    umask(mask);
-    return 0666 & ~mask;
-}
-
 diat_status eval_write_json(const char *path, const eval_settings *s, const eval_totals *t,
                             diat_error *err)
 {
     json_t *root = build_json(s, t);
     char *text = root ? json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
     json_decref(root);
-    size_t size = strlen(path) + sizeof ".tmp-XXXXXX";
-    char *tmp = text ? malloc(size) : NULL;
-    if (!tmp) {
+    if (!text) return diat_set_error(err, DIAT_ERR_MEMORY, "Out of memory writing '%s'.", path);
+    /* With its final newline; written atomically, so an interrupted run
+     * never leaves half a file where the old one was. */
+    size_t length = strlen(text);
+    char *line = realloc(text, length + 2);
+    if (!line) {
         free(text);
         return diat_set_error(err, DIAT_ERR_MEMORY, "Out of memory writing '%s'.", path);
     }
-    /* A temporary file beside `path`, renamed over it once complete: an
-     * interrupted run never leaves half a file where the old one was. */
-    snprintf(tmp, size, "%s.tmp-XXXXXX", path);
-    mode_t mode = new_file_mode(path);
-    int fd = mkstemp(tmp);
-    diat_status st = DIAT_OK;
-    if (fd < 0) {
-        st = diat_set_error(err, DIAT_ERR_IO, "Cannot create '%s': %s.", path, strerror(errno));
-    } else {
-        size_t length = strlen(text), done = 0;
-        errno = 0;
-        while (done < length) {
-            ssize_t n = write(fd, text + done, length - done);
-            if (n < 0 && errno == EINTR) continue;
-            if (n <= 0) break;
-            done += (size_t)n;
-        }
-        int saved = 0;
-        if (done < length || write(fd, "\n", 1) != 1 || fchmod(fd, mode) != 0 || fsync(fd) != 0)
-            saved = errno ? errno : EIO;
-        if (close(fd) != 0 && !saved) saved = errno ? errno : EIO;
-        if (!saved && rename(tmp, path) != 0) saved = errno;
-        if (saved) {
-            st = diat_set_error(err, DIAT_ERR_IO, "Cannot write '%s': %s.", path, strerror(saved));
-            unlink(tmp);
-        }
-    }
-    free(tmp);
-    free(text);
+    memcpy(line + length, "\n", 2);
+    diat_status st = imgio_save_text(path, line, err);
+    free(line);
     return st;
 }
 

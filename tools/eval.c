@@ -80,42 +80,6 @@ void eval_help(void)
          "  -h, --help               show this help");
 }
 
-/* As `diat apply` finds its face models (tools/diat.c, find_model_file):
- * $DIAT_MODEL_PATH, ../share/diat/models beside the executable, the
- * configured install folder, the source tree's models/. */
-static int find_model(const char *name, char *path, size_t size)
-{
-    char dirs[8][4096];
-    int count = 0;
-    const char *env = getenv("DIAT_MODEL_PATH");
-    for (const char *p = env; p && *p && count < 5;) {
-        size_t len = strcspn(p, ":");
-        if (len > 0 && len < sizeof dirs[0]) {
-            memcpy(dirs[count], p, len);
-            dirs[count++][len] = '\0';
-        }
-        p += len + (p[len] == ':');
-    }
-    char exe[4000];
-    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    char *slash = len > 0 ? (exe[len] = '\0', strrchr(exe, '/')) : NULL;
-    if (slash) {
-        *slash = '\0';
-        snprintf(dirs[count++], sizeof dirs[0], "%s/../share/diat/models", exe);
-    }
-#ifdef DIAT_MODEL_DIR
-    snprintf(dirs[count++], sizeof dirs[0], "%s", DIAT_MODEL_DIR);
-#endif
-#ifdef DIAT_SOURCE_MODEL_DIR
-    snprintf(dirs[count++], sizeof dirs[0], "%s", DIAT_SOURCE_MODEL_DIR);
-#endif
-    for (int i = 0; i < count; i++) {
-        int n = snprintf(path, size, "%s/%s", dirs[i], name);
-        if (n > 0 && (size_t)n < size && access(path, R_OK) == 0) return 0;
-    }
-    return -1;
-}
-
 /* An output's folder must exist and be writable now, not after the run. */
 static int check_output(const char *path, const char *option)
 {
@@ -128,20 +92,12 @@ static int check_output(const char *path, const char *option)
     return 0;
 }
 
-static int same_file(const char *a, const char *b)
-{
-    struct stat sa, sb;
-    if (strcmp(a, b) == 0) return 1;
-    return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev &&
-           sa.st_ino == sb.st_ino;
-}
-
 /* An output that would replace one of the run's own input files. */
 static const char *overwritten_input(const eval_settings *s, const char *output)
 {
     const char *inputs[5] = {s->model, s->classifier, s->denoiser, s->faceres, s->recognition};
     for (int i = 0; i < 5; i++)
-        if (inputs[i] && same_file(inputs[i], output)) return inputs[i];
+        if (inputs[i] && cli_same_file(inputs[i], output)) return inputs[i];
     return NULL;
 }
 
@@ -284,15 +240,16 @@ static int resolve(eval_settings *s, const diat_model *model, char *faceres, cha
         s->ratio_source = "the model's threshold e > 0.5 (it has no default_ratio)";
     }
     const char *names[2] = {FACERES_FILE, RECOGNITION_FILE};
+    char searched[2048];
     const char **given[2] = {&s->faceres, &s->recognition};
     char *found[2] = {faceres, recognition};
     for (int i = 0; i < 2; i++) {
         if (*given[i]) continue;
-        if (find_model(names[i], found[i], size) != 0)
+        if (cli_find_model_file(names[i], found[i], size, searched, sizeof searched) != 0)
             return report_error(EXIT_RUNTIME,
-                                "the model '%s' was not found in $DIAT_MODEL_PATH or the "
-                                "install's share/diat/models; give it with --%s FILE.",
-                                names[i], i ? "face-recognition" : "faceres");
+                                "the model '%s' was not found (looked in $DIAT_MODEL_PATH and "
+                                "%s); give it with --%s FILE.",
+                                names[i], searched, i ? "face-recognition" : "faceres");
         *given[i] = found[i];
     }
     return 0;
