@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <libgen.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,12 +29,6 @@
 
 #define FACERES_FILE "faceres.safetensors"
 #define RECOGNITION_FILE "face-recognition-resnet29.safetensors"
-
-static int eval_usage(const char *what, const char *detail)
-{
-    fprintf(stderr, "diat: error: %s%s\nTry 'diat eval --help'.\n", what, detail ? detail : "");
-    return EXIT_USAGE;
-}
 
 void eval_help(void)
 {
@@ -136,6 +131,7 @@ static int parse_options(int argc, char *argv[], eval_settings *s)
         {0, 0, 0, 0}};
     *s = (eval_settings){.ratio_option = -1.0f, .backend = DIAT_BACKEND_AUTO};
     int c;
+    long number;
     opterr = 0;
     optind = 1;
     while ((c = getopt_long(argc, argv, ":m:n:p:t:qh", options, NULL)) != -1) {
@@ -147,59 +143,56 @@ static int parse_options(int argc, char *argv[], eval_settings *s)
         case OPT_CLASSIFIER: s->classifier = optarg; break;
         case OPT_DENOISER: s->denoiser = optarg; break;
         case 'n':
-            s->faces_requested = strtol(optarg, &end, 10);
-            if (errno || end == optarg || *end || s->faces_requested < 1)
-                return eval_usage("bad face count (expected a whole number from 1): ", optarg);
+            if (cli_parse_int(optarg, 1, LONG_MAX, &s->faces_requested) != 0)
+                return cli_usage_error("eval",
+                                       "bad face count (expected a whole number from 1): ", optarg);
             break;
         case 'p':
             s->ratio_option = strtof(optarg, &end);
             if (errno || end == optarg || *end || !(s->ratio_option > 0.0f) ||
                 !(s->ratio_option < 1.0f))
-                return eval_usage("the mask ratio p must be a number between 0 and 1 "
-                                  "(exclusive), got ",
-                                  optarg);
+                return cli_usage_error("eval",
+                                       "the mask ratio p must be a number between 0 and 1 "
+                                       "(exclusive), got ",
+                                       optarg);
             break;
         case OPT_JSON: s->json = optarg; break;
         case OPT_GRID: s->grid = optarg; break;
         case OPT_ATTRIBUTE: s->attribute_option = optarg; break;
         case OPT_DIRECTION:
             if (strcmp(optarg, "add") != 0 && strcmp(optarg, "remove") != 0)
-                return eval_usage("the direction must be add or remove, got ", optarg);
+                return cli_usage_error("eval", "the direction must be add or remove, got ", optarg);
             s->direction_option = optarg;
             break;
         case OPT_FACERES: s->faceres = optarg; break;
         case OPT_RECOGNITION: s->recognition = optarg; break;
         case 't':
-            s->threads = (int)strtol(optarg, &end, 10);
-            if (errno || end == optarg || *end || s->threads < 0 || s->threads > 1024)
-                return eval_usage("bad thread count (expected 0 to 1024): ", optarg);
+            if (cli_parse_int(optarg, 0, 1024, &number) != 0)
+                return cli_usage_error("eval", "bad thread count (expected 0 to 1024): ", optarg);
+            s->threads = (int)number;
             break;
         case OPT_BACKEND:
             if (diat_backend_kind_parse(optarg, &s->backend) != 0)
-                return eval_usage("unknown backend (expected cpu, cuda or auto): ", optarg);
+                return cli_usage_error("eval",
+                                       "unknown backend (expected cpu, cuda or auto): ", optarg);
             break;
         case 'q': s->quiet = 1; break;
         case 'h': eval_help(); return 0;
-        case ':': return eval_usage("this option needs an argument: ", argv[optind - 1]);
-        default:
-            if (optopt && optopt < 128) {
-                char text[3] = {'-', (char)optopt, '\0'};
-                return eval_usage("unknown option ", text);
-            }
-            return eval_usage("unknown option ", argv[optind - 1]);
+        default: return cli_option_error("eval", c, argv);
         }
     }
-    if (optind < argc) return eval_usage("unexpected argument ", argv[optind]);
-    if (!s->model) return eval_usage("no model given (-m MODEL)", NULL);
-    if (!s->celeba) return eval_usage("no CelebA folder given (--celeba DIR)", NULL);
+    if (optind < argc) return cli_usage_error("eval", "unexpected argument ", argv[optind]);
+    if (!s->model) return cli_usage_error("eval", "no model given (-m MODEL)", NULL);
+    if (!s->celeba) return cli_usage_error("eval", "no CelebA folder given (--celeba DIR)", NULL);
     if (s->grid && imgio_format_from_path(s->grid) != IMGIO_FORMAT_PNG)
-        return eval_usage("the grid must end in .png: ", s->grid);
+        return cli_usage_error("eval", "the grid must end in .png: ", s->grid);
     if (s->json && s->grid && strcmp(s->json, s->grid) == 0)
-        return eval_usage("--json and --grid name the same file: ", s->json);
+        return cli_usage_error("eval", "--json and --grid name the same file: ", s->json);
     const char *outputs[2] = {s->json, s->grid};
     for (int i = 0; i < 2; i++)
         if (outputs[i] && overwritten_input(s, outputs[i]))
-            return eval_usage("refusing to overwrite an input file with an output: ", outputs[i]);
+            return cli_usage_error(
+                "eval", "refusing to overwrite an input file with an output: ", outputs[i]);
     int rc = s->json ? check_output(s->json, "--json") : 0;
     if (!rc && s->grid) rc = check_output(s->grid, "--grid");
     return rc ? rc : -1;
