@@ -10,13 +10,13 @@
  * One loop per kind keeps each loop branch-free so the compiler vectorises it.
  */
 #include "ops-cpu.h"
+#include "worker-pool.h"
 
 #include <math.h>
 
-void diat_cpu_activation_forward(diat_context *ctx, diat_activation kind, float slope,
-                                 const float *x, float *y, size_t count)
+static void activation_forward(diat_activation kind, float slope, const float *x, float *y,
+                               size_t count)
 {
-    (void)ctx;
     switch (kind) {
     case DIAT_ACT_IDENTITY:
         if (y != x)
@@ -73,10 +73,9 @@ static void tanh_backward(const float *restrict y, const float *restrict dy, flo
     for (size_t i = 0; i < count; i++) dx[i] += dy[i] * (1.0f - y[i] * y[i]);
 }
 
-void diat_cpu_activation_backward(diat_context *ctx, diat_activation kind, float slope,
-                                  const float *y, const float *dy, float *dx, size_t count)
+static void activation_backward(diat_activation kind, float slope, const float *y, const float *dy,
+                                float *dx, size_t count)
 {
-    (void)ctx;
     switch (kind) {
     case DIAT_ACT_IDENTITY:
         for (size_t i = 0; i < count; i++) dx[i] += dy[i];
@@ -86,4 +85,39 @@ void diat_cpu_activation_backward(diat_context *ctx, diat_activation kind, float
     case DIAT_ACT_SIGMOID: sigmoid_backward(y, dy, dx, count); break;
     case DIAT_ACT_TANH: tanh_backward(y, dy, dx, count); break;
     }
+}
+
+/* Both directions split their range over the context's threads. */
+typedef struct activation_args {
+    diat_activation kind;
+    float slope;
+    const float *in, *dy;
+    float *out;
+} activation_args;
+
+static void forward_range(void *arg, size_t begin, size_t end)
+{
+    const activation_args *a = arg;
+    activation_forward(a->kind, a->slope, a->in + begin, a->out + begin, end - begin);
+}
+
+void diat_cpu_activation_forward(diat_context *ctx, diat_activation kind, float slope,
+                                 const float *x, float *y, size_t count)
+{
+    activation_args a = {kind, slope, x, NULL, y};
+    diat_pool_for(ctx->threads, count, forward_range, &a);
+}
+
+static void backward_range(void *arg, size_t begin, size_t end)
+{
+    const activation_args *a = arg;
+    activation_backward(a->kind, a->slope, a->in + begin, a->dy + begin, a->out + begin,
+                        end - begin);
+}
+
+void diat_cpu_activation_backward(diat_context *ctx, diat_activation kind, float slope,
+                                  const float *y, const float *dy, float *dx, size_t count)
+{
+    activation_args a = {kind, slope, y, dy, dx};
+    diat_pool_for(ctx->threads, count, backward_range, &a);
 }

@@ -1,6 +1,7 @@
 /* The CPU backend: host memory, element-wise helpers, and the op table that
  * points at the kernels in the other files of engine/cpu/. */
 #include "ops-cpu.h"
+#include "worker-pool.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -39,22 +40,48 @@ static void cpu_download(diat_context *ctx, float *host, const float *src, size_
     if (count) memcpy(host, src, count * sizeof(float));
 }
 
+/* The element-wise ops split their range over the context's threads
+ * (worker-pool.h): each range is a plain loop. */
+typedef struct elementwise_args {
+    float alpha;
+    const float *a, *b;
+    float *y;
+} elementwise_args;
+
+static void fill_range(void *arg, size_t begin, size_t end)
+{
+    const elementwise_args *e = arg;
+    for (size_t i = begin; i < end; i++) e->y[i] = e->alpha;
+}
+
 static void cpu_fill(diat_context *ctx, float *dst, float value, size_t count)
 {
-    (void)ctx;
-    for (size_t i = 0; i < count; i++) dst[i] = value;
+    elementwise_args e = {.alpha = value, .y = dst};
+    diat_pool_for(ctx->threads, count, fill_range, &e);
+}
+
+static void axpy_range(void *arg, size_t begin, size_t end)
+{
+    const elementwise_args *e = arg;
+    for (size_t i = begin; i < end; i++) e->y[i] += e->alpha * e->a[i];
 }
 
 static void cpu_axpy(diat_context *ctx, float alpha, const float *x, float *y, size_t count)
 {
-    (void)ctx;
-    for (size_t i = 0; i < count; i++) y[i] += alpha * x[i];
+    elementwise_args e = {.alpha = alpha, .a = x, .y = y};
+    diat_pool_for(ctx->threads, count, axpy_range, &e);
+}
+
+static void add_range(void *arg, size_t begin, size_t end)
+{
+    const elementwise_args *e = arg;
+    for (size_t i = begin; i < end; i++) e->y[i] = e->a[i] + e->b[i];
 }
 
 static void cpu_add(diat_context *ctx, const float *a, const float *b, float *y, size_t count)
 {
-    (void)ctx;
-    for (size_t i = 0; i < count; i++) y[i] = a[i] + b[i];
+    elementwise_args e = {.a = a, .b = b, .y = y};
+    diat_pool_for(ctx->threads, count, add_range, &e);
 }
 
 static void cpu_add_overlap(diat_context *ctx, const diat_tensor *from, diat_tensor *to)

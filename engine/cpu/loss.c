@@ -7,6 +7,7 @@
  * the low digits the gradient checks and the logged curves rely on. Every
  * backward accumulates (+=) into its outputs, and skips those passed NULL. */
 #include "ops-cpu.h"
+#include "worker-pool.h"
 
 #include <math.h>
 
@@ -179,21 +180,41 @@ void diat_cpu_mul(diat_context *ctx, const float *a, const float *b, float *y, s
 /* PyTorch's Adam (no weight decay, no amsgrad):
  *   m = b1 m + (1 - b1) g,  v = b2 v + (1 - b2) g^2,
  *   p -= lr (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps). */
+typedef struct adam_args {
+    float *param, *m, *v;
+    const float *grad;
+    float lr, beta1, beta2, eps, inv_correction1, inv_correction2;
+} adam_args;
+
+static void adam_range(void *arg, size_t begin, size_t end)
+{
+    const adam_args *a = arg;
+    const float beta1 = a->beta1, beta2 = a->beta2;
+    for (size_t i = begin; i < end; i++) {
+        const float gi = a->grad[i];
+        a->m[i] = beta1 * a->m[i] + (1.0f - beta1) * gi;
+        a->v[i] = beta2 * a->v[i] + (1.0f - beta2) * gi * gi;
+        const float m_hat = a->m[i] * a->inv_correction1;
+        const float v_hat = a->v[i] * a->inv_correction2;
+        a->param[i] -= a->lr * m_hat / (sqrtf(v_hat) + a->eps);
+    }
+}
+
 void diat_cpu_adam_update(diat_context *ctx, float *param, const float *grad, float *m, float *v,
                           size_t count, float lr, float beta1, float beta2, float eps, int step)
 {
-    (void)ctx;
     /* The bias corrections in double: 1 - b2^t is ~1e-3 at t = 1, and pow in
      * float would put its rounding error into every step size. */
     const double t = step < 1 ? 1.0 : (double)step; /* step 0 would divide by 1 - 1 */
-    const float inv_correction1 = (float)(1.0 / (1.0 - pow(beta1, t)));
-    const float inv_correction2 = (float)(1.0 / (1.0 - pow(beta2, t)));
-    for (size_t i = 0; i < count; i++) {
-        const float gi = grad[i];
-        m[i] = beta1 * m[i] + (1.0f - beta1) * gi;
-        v[i] = beta2 * v[i] + (1.0f - beta2) * gi * gi;
-        const float m_hat = m[i] * inv_correction1;
-        const float v_hat = v[i] * inv_correction2;
-        param[i] -= lr * m_hat / (sqrtf(v_hat) + eps);
-    }
+    adam_args a = {param,
+                   m,
+                   v,
+                   grad,
+                   lr,
+                   beta1,
+                   beta2,
+                   eps,
+                   (float)(1.0 / (1.0 - pow(beta1, t))),
+                   (float)(1.0 / (1.0 - pow(beta2, t)))};
+    diat_pool_for(ctx->threads, count, adam_range, &a);
 }

@@ -166,3 +166,35 @@ void diat_worker_pool_run(int threads, diat_pool_job job, void *arg)
     }
     for (int t = done_here; t < threads; t++) job(arg, t);
 }
+
+/* ---- element-wise ranges ------------------------------------------------- */
+
+typedef struct pool_for_job {
+    diat_pool_range body;
+    void *arg;
+    size_t count, per_thread;
+} pool_for_job;
+
+static void run_range(void *arg, int thread)
+{
+    const pool_for_job *job = arg;
+    size_t begin = (size_t)thread * job->per_thread;
+    size_t end = begin + job->per_thread < job->count ? begin + job->per_thread : job->count;
+    if (begin < end) job->body(job->arg, begin, end);
+}
+
+void diat_pool_for(int threads, size_t count, diat_pool_range body, void *arg)
+{
+    size_t useful = count / DIAT_POOL_MIN_RANGE;
+    if (threads > MAX_WORKERS + 1) threads = MAX_WORKERS + 1;
+    if ((size_t)threads > useful) threads = (int)useful;
+    if (threads <= 1) {
+        if (count) body(arg, 0, count);
+        return;
+    }
+    /* Ranges of whole 64-byte lines, so no two threads write one line. */
+    size_t per_thread = (count + (size_t)threads - 1) / (size_t)threads;
+    per_thread = (per_thread + 15) & ~(size_t)15;
+    pool_for_job job = {body, arg, count, per_thread};
+    diat_worker_pool_run(threads, run_range, &job);
+}
