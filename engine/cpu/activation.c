@@ -87,7 +87,13 @@ static void activation_backward(diat_activation kind, float slope, const float *
     }
 }
 
-/* Both directions split their range over the context's threads. */
+/* Both directions split their range over the context's threads; NULL runs
+ * serially (depthwise.c calls the forward from inside its own pool jobs). */
+static int threads_of(const diat_context *ctx)
+{
+    return ctx ? ctx->threads : 1;
+}
+
 typedef struct activation_args {
     diat_activation kind;
     float slope;
@@ -105,7 +111,7 @@ void diat_cpu_activation_forward(diat_context *ctx, diat_activation kind, float 
                                  const float *x, float *y, size_t count)
 {
     activation_args a = {kind, slope, x, NULL, y};
-    diat_pool_for(ctx->threads, count, forward_range, &a);
+    diat_pool_for(threads_of(ctx), count, forward_range, &a);
 }
 
 static void backward_range(void *arg, size_t begin, size_t end)
@@ -119,5 +125,5 @@ void diat_cpu_activation_backward(diat_context *ctx, diat_activation kind, float
                                   const float *y, const float *dy, float *dx, size_t count)
 {
     activation_args a = {kind, slope, y, dy, dx};
-    diat_pool_for(ctx->threads, count, backward_range, &a);
+    diat_pool_for(threads_of(ctx), count, backward_range, &a);
 }

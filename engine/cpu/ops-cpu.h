@@ -60,7 +60,8 @@ void diat_cpu_instancenorm_backward(diat_context *ctx, const diat_tensor *x,
                                     const diat_tensor *save_invstd, const diat_tensor *dy,
                                     diat_tensor *dx, diat_tensor *dgamma, diat_tensor *dbeta);
 
-/* activation.c */
+/* activation.c: split over ctx's threads; a NULL ctx runs on the calling
+ * thread alone (for callers that are themselves a worker-pool job). */
 void diat_cpu_activation_forward(diat_context *ctx, diat_activation kind, float slope,
                                  const float *x, float *y, size_t count);
 void diat_cpu_activation_backward(diat_context *ctx, diat_activation kind, float slope,
@@ -135,7 +136,7 @@ void diat_cpu_depthwise_conv2d_forward(diat_context *ctx, const diat_tensor *x,
                                        diat_tensor *y);
 void diat_cpu_depthwise_conv2d_backward(diat_context *ctx, const diat_tensor *x,
                                         const diat_tensor *weight, const diat_tensor *dy,
-                                        diat_conv_geometry g, diat_tensor *dx,
-                                        diat_tensor *dweight, diat_tensor *dbias);
+                                        diat_conv_geometry g, diat_tensor *dx, diat_tensor *dweight,
+                                        diat_tensor *dbias);
 
 #endif
