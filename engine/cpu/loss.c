@@ -206,15 +206,15 @@ void diat_cpu_adam_update(diat_context *ctx, float *param, const float *grad, fl
     /* The bias corrections in double: 1 - b2^t is ~1e-3 at t = 1, and pow in
      * float would put its rounding error into every step size. */
     const double t = step < 1 ? 1.0 : (double)step; /* step 0 would divide by 1 - 1 */
-    adam_args a = {param,
-                   m,
-                   v,
-                   grad,
-                   lr,
-                   beta1,
-                   beta2,
-                   eps,
-                   (float)(1.0 / (1.0 - pow(beta1, t))),
-                   (float)(1.0 / (1.0 - pow(beta2, t)))};
+    adam_args a = {.param = param,
+                   .m = m,
+                   .v = v,
+                   .grad = grad,
+                   .lr = lr,
+                   .beta1 = beta1,
+                   .beta2 = beta2,
+                   .eps = eps};
+    a.inv_correction1 = (float)(1.0 / (1.0 - pow(beta1, t)));
+    a.inv_correction2 = (float)(1.0 / (1.0 - pow(beta2, t)));
     diat_pool_for(ctx->threads, count, adam_range, &a);
 }
