@@ -26,6 +26,13 @@ grid_dir=${GRID_DIR:-/tmp}
 # From the project's root, so the JSON files name the models and judges by
 # their paths in the project (models/...), not by this machine's.
 root=$(cd "$here/.." && pwd)
+# The CelebA folder too, when it lies beside the project (../shared/data/...
+# as DESIGN.md has it): the JSON then says where it is relative to the
+# project, not on this machine.
+case "$celeba" in
+    "$root"/*) celeba=${celeba#"$root"/} ;;
+    "$(dirname "$root")"/*) celeba=../${celeba#"$(dirname "$root")"/} ;;
+esac
 for model in "$@"; do
     model=$(cd "$(dirname "$model")" && pwd)/$(basename "$model")
     set -- "$@" "${model#"$root"/}"
