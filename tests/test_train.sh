@@ -102,6 +102,18 @@ cut -d, -f1,3- "$WORK/straight/log.csv" >"$WORK/a.csv"
 cut -d, -f1,3- "$WORK/split/log.csv" >"$WORK/b.csv"
 if cmp -s "$WORK/a.csv" "$WORK/b.csv"; then pass "resumed losses equal the straight run's"
 else fail "resumed losses equal the straight run's"; diff "$WORK/a.csv" "$WORK/b.csv" | head -6; fi
+# The checkpoint records the run's data, files, shape and objective (here
+# three non-default settings): --resume from another folder needs only the
+# run folder, and --steps to go further.
+expect_ok "first 6 steps again" "$TRAIN" "${FAST[@]}" --run-dir "$WORK/split2" --steps 6
+expect_ok "resume with only --run-dir, from another folder" \
+    sh -c 'cd / && exec "$0" --run-dir "$1" --steps 12 --resume --quiet' \
+    "$(cd "$(dirname "$TRAIN")" && pwd)/$(basename "$TRAIN")" "$WORK/split2"
+cut -d, -f1,3- "$WORK/split2/log.csv" >"$WORK/c.csv"
+if cmp -s "$WORK/a.csv" "$WORK/c.csv"; then pass "resumed on the recorded settings alone, exactly"
+else fail "resumed on the recorded settings alone, exactly"; diff "$WORK/a.csv" "$WORK/c.csv" | head -6; fi
+expect_error "resume a denoiser run as a transfer run" "holds a denoiser run" \
+    "$TRAIN" transfer --run-dir "$WORK/dn" --resume --steps 151
 
 # ---- stops: time budget and SIGINT leave a checkpoint that resumes ----
 run "$TRAIN" "${FAST[@]}" --run-dir "$WORK/budget" --steps 100000 --max-time 2

@@ -36,6 +36,35 @@ static void describe_shape(const train_options *o, char *text, size_t size)
              o->denoiser_depth, o->batch, o->seed, o->attribute ? o->attribute : "-", o->add);
 }
 
+/* The files and folders a checkpoint records, with the option that gives
+ * each (in the order of train_options.path_storage). */
+static const struct {
+    const char *key, *option;
+} kRecordedPaths[TRAIN_RECORDED_PATHS] = {
+    {"opt.celeba_root", "celeba"},
+    {"opt.source_dir", "source-dir"},
+    {"opt.target_dir", "target-dir"},
+    {"opt.denoiser", "denoiser"},
+    {"opt.face_recognition", "face-recognition"},
+    {"opt.face_detector", "face-detector"},
+    {"opt.face_landmarks", "face-landmarks"},
+};
+
+/* The options' fields for those, in the same order; NULL for a file the
+ * run does not use (phi and DN serve transfer runs only, the face models
+ * --align-faces only). */
+static void recorded_path_fields(train_options *o, const char **fields[TRAIN_RECORDED_PATHS])
+{
+    const int transfer = o->mode == TRAIN_TRANSFER;
+    fields[0] = &o->celeba_root;
+    fields[1] = &o->source_dir;
+    fields[2] = &o->target_dir;
+    fields[3] = transfer ? &o->denoiser_path : NULL;
+    fields[4] = transfer ? &o->face_recognition_path : NULL;
+    fields[5] = o->align_faces ? &o->face_detector_path : NULL;
+    fields[6] = o->align_faces ? &o->face_landmarks_path : NULL;
+}
+
 /* The settings an export needs, so `--run-dir DIR --export FILE` is enough. */
 static diat_status save_settings(const train_options *o, diat_st_writer *w, diat_error *err)
 {
@@ -53,7 +82,10 @@ static diat_status save_settings(const train_options *o, diat_st_writer *w, diat
                    {"opt.batch", o->batch},
                    {"opt.seed", (long long)o->seed},
                    {"opt.add", o->add},
-                   {"opt.celeba", o->celeba_root != NULL}};
+                   {"opt.celeba", o->celeba_root != NULL},
+                   {"opt.align_faces", o->align_faces},
+                   {"opt.flip", o->flip},
+                   {"opt.steps", o->steps}};
     diat_status st = diat_st_writer_set_metadata(w, "opt.ratio", ratio, err);
     if (!st && o->attribute)
         st = diat_st_writer_set_metadata(w, "opt.attribute", o->attribute, err);
@@ -70,13 +102,23 @@ static diat_status save_settings(const train_options *o, diat_st_writer *w, diat
                  o->lr_d, o->beta1, o->beta2);
         st = diat_st_writer_set_metadata(w, "opt.objective", text, err);
     }
-    /* A classifier's export and --evaluate judge it on the val split of the
-     * CelebA folder it trained on, unless told another. */
-    if (!st && o->mode == TRAIN_CLASSIFIER && o->celeba_root) {
-        char *absolute = realpath(o->celeba_root, NULL); /* as seen from any folder */
-        st = diat_st_writer_set_metadata(w, "opt.celeba_root", absolute ? absolute : o->celeba_root,
-                                         err);
+    /* The data and the networks' files, absolute (as seen from any folder):
+     * --resume needs none of them again, and a classifier's export and
+     * --evaluate judge it on the val split of the CelebA folder it trained
+     * on, unless told another. */
+    const char **fields[TRAIN_RECORDED_PATHS];
+    recorded_path_fields((train_options *)o, fields); /* only read here */
+    for (int i = 0; !st && i < TRAIN_RECORDED_PATHS; i++) {
+        const char *path = fields[i] ? *fields[i] : NULL;
+        if (!path) continue;
+        char *absolute = realpath(path, NULL);
+        st = diat_st_writer_set_metadata(w, kRecordedPaths[i].key, absolute ? absolute : path, err);
         free(absolute);
+    }
+    if (!st && o->mode == TRAIN_DENOISER) {
+        char text[32];
+        snprintf(text, sizeof text, "%.9g", o->noise_sigma);
+        st = diat_st_writer_set_metadata(w, "opt.noise_sigma", text, err);
     }
     /* and its export states how it was trained */
     if (!st && o->mode == TRAIN_CLASSIFIER) {
@@ -274,6 +316,114 @@ diat_status checkpoint_read_settings(const char *path, train_options *o, diat_er
     return status;
 }
 
+/* A setting of the objective or optimizer: the run's, unless the command
+ * line gives another, which then applies from here on (said once). */
+static void resume_float(const train_options *o, const char *option, float recorded, float *value)
+{
+    if (!train_option_given(o, option))
+        *value = recorded;
+    else if (*value != recorded)
+        fprintf(stderr, "diat-train: --%s %g replaces the run's %g from here on\n", option,
+                (double)*value, (double)recorded);
+}
+
+/* What the run was started with, for each setting the resuming command
+ * line does not give: the kind of run, the data and the networks' files,
+ * the shape, the objective and the optimizer. Checkpoints from before a
+ * setting was recorded leave it to the command line. */
+static diat_status resume_run_settings(const diat_safetensors *st, const char *path,
+                                       train_options *o, diat_error *err)
+{
+    uint64_t value = 0;
+    diat_status status = read_counter(st, path, "opt.mode", 0, &value, err);
+    if (status) return status;
+    if (value > TRAIN_CLASSIFIER || (o->mode_given && value != (uint64_t)o->mode)) {
+        static const char *const kinds[] = {"transfer", "denoiser", "classifier"};
+        return diat_set_error(err, DIAT_ERR_ARGUMENT,
+                              "%s holds a %s run; resume it with `diat-train %s --resume`.", path,
+                              value <= TRAIN_CLASSIFIER ? kinds[value] : "newer kind of",
+                              value <= TRAIN_CLASSIFIER ? kinds[value] : "...");
+    }
+    o->mode = (train_mode)value;
+    const struct {
+        const char *key, *option;
+        int *target;
+    } numbers[] = {{"opt.critic_width", "critic-width", &o->critic_width},
+                   {"opt.denoiser_width", "denoiser-width", &o->denoiser_width},
+                   {"opt.denoiser_depth", "denoiser-depth", &o->denoiser_depth},
+                   {"opt.batch", "batch", &o->batch},
+                   {"opt.add", "direction", &o->add},
+                   {"opt.align_faces", "align-faces", &o->align_faces},
+                   {"opt.flip", "no-flip", &o->flip}};
+    for (size_t i = 0; !status && i < sizeof numbers / sizeof numbers[0]; i++)
+        if (diat_safetensors_metadata(st, numbers[i].key) &&
+            !train_option_given(o, numbers[i].option) &&
+            !(status = read_counter(st, path, numbers[i].key, 0, &value, err)))
+            *numbers[i].target = (int)value;
+    if (!status && !train_option_given(o, "seed"))
+        status = read_counter(st, path, "opt.seed", 0, &o->seed, err);
+    if (!status && diat_safetensors_metadata(st, "opt.steps") && !train_option_given(o, "steps") &&
+        !(status = read_counter(st, path, "opt.steps", 0, &value, err)))
+        o->steps = (long)value;
+    if (status) return status;
+    const char *attribute = diat_safetensors_metadata(st, "opt.attribute");
+    if (attribute && !train_option_given(o, "attribute")) {
+        snprintf(o->attribute_storage, sizeof o->attribute_storage, "%s", attribute);
+        o->attribute = o->attribute_storage;
+    }
+    /* A path given for any of the data replaces all the recorded data (a
+     * CelebA folder instead of two folders, say). */
+    int data_given = train_option_given(o, "celeba") || train_option_given(o, "source-dir") ||
+                     train_option_given(o, "target-dir");
+    const char **fields[TRAIN_RECORDED_PATHS];
+    recorded_path_fields(o, fields);
+    for (int i = 0; i < TRAIN_RECORDED_PATHS; i++) {
+        const char *recorded = diat_safetensors_metadata(st, kRecordedPaths[i].key);
+        if (!fields[i] || !recorded || train_option_given(o, kRecordedPaths[i].option) ||
+            (i < 3 && data_given))
+            continue;
+        snprintf(o->path_storage[i], sizeof o->path_storage[i], "%s", recorded);
+        *fields[i] = o->path_storage[i];
+    }
+    float objective[10];
+    int n_critic;
+    const char *text = diat_safetensors_metadata(st, "opt.objective");
+    if (o->mode == TRAIN_TRANSFER && text &&
+        sscanf(text, "%f %f %f %f %f %d %f %f %f %f", &objective[0], &objective[1], &objective[2],
+               &objective[3], &objective[4], &n_critic, &objective[6], &objective[7], &objective[8],
+               &objective[9]) == 10) {
+        static const char *const options[10] = {"lambda-gp", "lambda-ap", "lambda-id", "lambda-pr",
+                                                "lambda-ar", "n-critic",  "lr-g",      "lr-d",
+                                                "beta1",     "beta2"};
+        float *targets[10] = {&o->lambda_gp, &o->lambda_ap, &o->lambda_id, &o->lambda_pr,
+                              &o->lambda_ar, NULL,          &o->lr_g,      &o->lr_d,
+                              &o->beta1,     &o->beta2};
+        for (int i = 0; i < 10; i++)
+            if (targets[i]) resume_float(o, options[i], objective[i], targets[i]);
+        if (!train_option_given(o, "n-critic"))
+            o->n_critic = n_critic;
+        else if (o->n_critic != n_critic)
+            fprintf(stderr, "diat-train: --n-critic %d replaces the run's %d from here on\n",
+                    o->n_critic, n_critic);
+    }
+    text = diat_safetensors_metadata(st, "opt.classifier");
+    int brier, constant, flip;
+    if (o->mode == TRAIN_CLASSIFIER && text &&
+        sscanf(text, "%f %f %f %d %d %d", &objective[0], &objective[1], &objective[2], &brier,
+               &constant, &flip) == 6) {
+        resume_float(o, "lr", objective[0], &o->lr_g);
+        resume_float(o, "beta1", objective[1], &o->beta1);
+        resume_float(o, "beta2", objective[2], &o->beta2);
+        if (!train_option_given(o, "loss")) o->loss_brier = brier;
+        if (!train_option_given(o, "lr-schedule")) o->lr_constant = constant;
+        if (!train_option_given(o, "no-flip")) o->flip = flip;
+    }
+    text = diat_safetensors_metadata(st, "opt.noise_sigma");
+    if (o->mode == TRAIN_DENOISER && text)
+        resume_float(o, "noise-sigma", strtof(text, NULL), &o->noise_sigma);
+    return DIAT_OK;
+}
+
 diat_status checkpoint_read_resume(const char *path, train_options *o, diat_error *err)
 {
     diat_safetensors *st = NULL;
@@ -286,6 +436,7 @@ diat_status checkpoint_read_resume(const char *path, train_options *o, diat_erro
      * model, and the command that resumes it need not know them). Given ones
      * are compared with the run's shape in checkpoint_load. */
     uint64_t value = 0;
+    if (!status) status = resume_run_settings(st, path, o, err);
     if (!status && !o->width_given &&
         !(status = read_counter(st, path, "opt.width", 0, &value, err)))
         o->width = (int)value;

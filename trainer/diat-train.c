@@ -139,7 +139,6 @@ int main(int argc, char **argv)
                 opt.export_path ? "export" : "evaluate");
         return opt.export_path ? 1 : 2;
     }
-    if (!reading && opt.mode != TRAIN_CLASSIFIER && make_dir(samples_dir)) return 1;
 
     /* Installed before the (slow) start-up, so an early Ctrl-C still ends
      * with a checkpoint after the first step rather than killing the run. */
@@ -159,6 +158,8 @@ int main(int argc, char **argv)
     }
     /* Settings that decide the networks' shapes, before building them. */
     if (opt.resume && checkpoint_read_resume(checkpoint, &opt, &err)) return fail(&err);
+    if (opt.resume && train_options_check(&opt)) return 2;
+    if (!reading && opt.mode != TRAIN_CLASSIFIER && make_dir(samples_dir)) return 1;
     if (opt.init_from && init_from_read_settings(opt.init_from, &opt, &err)) return fail(&err);
     if (trainer_init(&tr, &opt, &err)) {
         int rc = fail(&err);

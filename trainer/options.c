@@ -132,8 +132,13 @@ static void usage(FILE *out)
             "                         --lambda-pr > 0)\n"
             "  --face-recognition FILE identity network (default\n"
             "                         models/face-recognition-resnet29.safetensors)\n"
-            "  --resume               continue from DIR/checkpoint.safetensors exactly (T\n"
-            "                         and M widths and --ratio, when not given, come from it)\n"
+            "  --resume               continue from DIR/checkpoint.safetensors exactly:\n"
+            "                         `diat-train --run-dir DIR --resume` is enough, from any\n"
+            "                         folder (the kind of run, data, files, widths, batch,\n"
+            "                         seed, --steps, objective and optimizer come from the\n"
+            "                         checkpoint); --steps N goes further, and an objective\n"
+            "                         or optimizer setting given (--lr-g X) replaces the\n"
+            "                         run's from then on\n"
             "  --init-from MODEL      start T and M from a model `--export` wrote (F32 or\n"
             "                         F16) instead of random weights, with a fresh D and\n"
             "                         fresh Adam moments. Its attribute and direction must\n"
@@ -220,6 +225,70 @@ enum {
     OPT_HELP,
 };
 
+static const struct option longopts[] = {
+    {"celeba", 1, 0, OPT_CELEBA},
+    {"attribute", 1, 0, OPT_ATTRIBUTE},
+    {"direction", 1, 0, OPT_DIRECTION},
+    {"source-dir", 1, 0, OPT_SOURCE_DIR},
+    {"target-dir", 1, 0, OPT_TARGET_DIR},
+    {"align-faces", 0, 0, OPT_ALIGN_FACES},
+    {"face-detector", 1, 0, OPT_FACE_DETECTOR},
+    {"face-landmarks", 1, 0, OPT_FACE_LANDMARKS},
+    {"no-flip", 0, 0, OPT_NO_FLIP},
+    {"width", 1, 0, OPT_WIDTH},
+    {"mask-width", 1, 0, OPT_MASK_WIDTH},
+    {"critic-width", 1, 0, OPT_CRITIC_WIDTH},
+    {"denoiser-width", 1, 0, OPT_DENOISER_WIDTH},
+    {"denoiser-depth", 1, 0, OPT_DENOISER_DEPTH},
+    {"lambda-gp", 1, 0, OPT_LAMBDA_GP},
+    {"lambda-ap", 1, 0, OPT_LAMBDA_AP},
+    {"lambda-id", 1, 0, OPT_LAMBDA_ID},
+    {"lambda-pr", 1, 0, OPT_LAMBDA_PR},
+    {"lambda-ar", 1, 0, OPT_LAMBDA_AR},
+    {"ratio", 1, 0, OPT_RATIO},
+    {"n-critic", 1, 0, OPT_N_CRITIC},
+    {"noise-sigma", 1, 0, OPT_NOISE_SIGMA},
+    {"lr-g", 1, 0, OPT_LR_G},
+    {"lr-d", 1, 0, OPT_LR_D},
+    {"beta1", 1, 0, OPT_BETA1},
+    {"beta2", 1, 0, OPT_BETA2},
+    {"batch", 1, 0, OPT_BATCH},
+    {"steps", 1, 0, OPT_STEPS},
+    {"seed", 1, 0, OPT_SEED},
+    {"run-dir", 1, 0, OPT_RUN_DIR},
+    {"denoiser", 1, 0, OPT_DENOISER},
+    {"face-recognition", 1, 0, OPT_FACE_RECOGNITION},
+    {"resume", 0, 0, OPT_RESUME},
+    {"init-from", 1, 0, OPT_INIT_FROM},
+    {"critic-warmup", 1, 0, OPT_CRITIC_WARMUP},
+    {"max-time", 1, 0, OPT_MAX_TIME},
+    {"checkpoint-every", 1, 0, OPT_CHECKPOINT_EVERY},
+    {"sample-every", 1, 0, OPT_SAMPLE_EVERY},
+    {"export", 1, 0, OPT_EXPORT},
+    {"f16", 0, 0, OPT_F16},
+    {"threads", 1, 0, OPT_THREADS},
+    {"backend", 1, 0, OPT_BACKEND},
+    {"quiet", 0, 0, OPT_QUIET},
+    {"lr", 1, 0, OPT_LR},
+    {"lr-schedule", 1, 0, OPT_LR_SCHEDULE},
+    {"loss", 1, 0, OPT_LOSS},
+    {"evaluate", 0, 0, OPT_EVALUATE},
+    {"model", 1, 0, OPT_MODEL},
+    {"help", 0, 0, OPT_HELP},
+    {0, 0, 0, 0},
+};
+
+_Static_assert(sizeof longopts / sizeof longopts[0] <= 128, "train_options.given holds 128 bits");
+
+int train_option_given(const train_options *o, const char *name)
+{
+    for (int i = 0; longopts[i].name; i++)
+        if (strcmp(longopts[i].name, name) == 0) return (int)((o->given[i / 64] >> (i % 64)) & 1);
+    /* A name not in the table is a typo in diat-train itself: fail loudly. */
+    fprintf(stderr, "diat-train: internal error: no option --%s\n", name);
+    abort();
+}
+
 static int parse_long(const char *text, const char *name, long lo, long hi, long *out)
 {
     char *end;
@@ -295,7 +364,7 @@ static int check_classifier(train_options *o)
     return 0;
 }
 
-static int check_consistency(train_options *o)
+int train_options_check(train_options *o)
 {
     if (o->mode == TRAIN_CLASSIFIER) return check_classifier(o);
     if (o->classifier_option && !(o->evaluate && !o->model_path)) {
@@ -366,6 +435,7 @@ int train_options_parse(int argc, char **argv, train_options *o)
 {
     set_defaults(o);
     if (argc > 1 && argv[1][0] != '-') {
+        o->mode_given = 1;
         if (strcmp(argv[1], "denoiser") == 0)
             o->mode = TRAIN_DENOISER;
         else if (strcmp(argv[1], "transfer") == 0)
@@ -383,66 +453,15 @@ int train_options_parse(int argc, char **argv, train_options *o)
         argv++;
         argc--;
     }
-    static const struct option longopts[] = {
-        {"celeba", 1, 0, OPT_CELEBA},
-        {"attribute", 1, 0, OPT_ATTRIBUTE},
-        {"direction", 1, 0, OPT_DIRECTION},
-        {"source-dir", 1, 0, OPT_SOURCE_DIR},
-        {"target-dir", 1, 0, OPT_TARGET_DIR},
-        {"align-faces", 0, 0, OPT_ALIGN_FACES},
-        {"face-detector", 1, 0, OPT_FACE_DETECTOR},
-        {"face-landmarks", 1, 0, OPT_FACE_LANDMARKS},
-        {"no-flip", 0, 0, OPT_NO_FLIP},
-        {"width", 1, 0, OPT_WIDTH},
-        {"mask-width", 1, 0, OPT_MASK_WIDTH},
-        {"critic-width", 1, 0, OPT_CRITIC_WIDTH},
-        {"denoiser-width", 1, 0, OPT_DENOISER_WIDTH},
-        {"denoiser-depth", 1, 0, OPT_DENOISER_DEPTH},
-        {"lambda-gp", 1, 0, OPT_LAMBDA_GP},
-        {"lambda-ap", 1, 0, OPT_LAMBDA_AP},
-        {"lambda-id", 1, 0, OPT_LAMBDA_ID},
-        {"lambda-pr", 1, 0, OPT_LAMBDA_PR},
-        {"lambda-ar", 1, 0, OPT_LAMBDA_AR},
-        {"ratio", 1, 0, OPT_RATIO},
-        {"n-critic", 1, 0, OPT_N_CRITIC},
-        {"noise-sigma", 1, 0, OPT_NOISE_SIGMA},
-        {"lr-g", 1, 0, OPT_LR_G},
-        {"lr-d", 1, 0, OPT_LR_D},
-        {"beta1", 1, 0, OPT_BETA1},
-        {"beta2", 1, 0, OPT_BETA2},
-        {"batch", 1, 0, OPT_BATCH},
-        {"steps", 1, 0, OPT_STEPS},
-        {"seed", 1, 0, OPT_SEED},
-        {"run-dir", 1, 0, OPT_RUN_DIR},
-        {"denoiser", 1, 0, OPT_DENOISER},
-        {"face-recognition", 1, 0, OPT_FACE_RECOGNITION},
-        {"resume", 0, 0, OPT_RESUME},
-        {"init-from", 1, 0, OPT_INIT_FROM},
-        {"critic-warmup", 1, 0, OPT_CRITIC_WARMUP},
-        {"max-time", 1, 0, OPT_MAX_TIME},
-        {"checkpoint-every", 1, 0, OPT_CHECKPOINT_EVERY},
-        {"sample-every", 1, 0, OPT_SAMPLE_EVERY},
-        {"export", 1, 0, OPT_EXPORT},
-        {"f16", 0, 0, OPT_F16},
-        {"threads", 1, 0, OPT_THREADS},
-        {"backend", 1, 0, OPT_BACKEND},
-        {"quiet", 0, 0, OPT_QUIET},
-        {"lr", 1, 0, OPT_LR},
-        {"lr-schedule", 1, 0, OPT_LR_SCHEDULE},
-        {"loss", 1, 0, OPT_LOSS},
-        {"evaluate", 0, 0, OPT_EVALUATE},
-        {"model", 1, 0, OPT_MODEL},
-        {"help", 0, 0, OPT_HELP},
-        {0, 0, 0, 0},
-    };
     opterr = 0;
     optind = 1;
     int c;
     long value = 0;
     float number = 0.0f;
     int index = 0;
-    while ((c = getopt_long(argc, argv, ":h", longopts, &index)) != -1) {
+    while ((index = -1, c = getopt_long(argc, argv, ":h", longopts, &index)) != -1) {
         int bad = 0;
+        if (index >= 0 && index < 128) o->given[index / 64] |= 1ull << (index % 64);
         /* Options a classifier does not take, and its own: remembered, to
          * refuse them in the other kind of run with a clear message. */
         static const int not_classifier[] = {
@@ -576,5 +595,10 @@ int train_options_parse(int argc, char **argv, train_options *o)
         fprintf(stderr, "diat-train: error: unexpected argument '%s'\n", argv[optind]);
         return 2;
     }
-    return check_consistency(o) ? 2 : 0;
+    if (o->resume) {
+        if (o->run_dir) return 0; /* the rest once the checkpoint is read */
+        fprintf(stderr, "diat-train: error: --resume needs --run-dir DIR (the run to continue)\n");
+        return 2;
+    }
+    return train_options_check(o) ? 2 : 0;
 }

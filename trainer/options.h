@@ -12,8 +12,14 @@ typedef enum train_mode {
     TRAIN_CLASSIFIER,   /* the attribute classifier that judges results */
 } train_mode;
 
+/* Files and folders a checkpoint records (absolute), so that --resume
+ * needs none of them again: CelebA, the two folders, DN, phi, the detector
+ * and the landmark model. */
+#define TRAIN_RECORDED_PATHS 7
+
 typedef struct train_options {
     train_mode mode;
+    int mode_given; /* the command word (transfer, denoiser, classifier) was given */
     /* data */
     const char *celeba_root, *attribute, *source_dir, *target_dir;
     int align_faces; /* folder pairs: align each image by its largest face */
@@ -58,6 +64,11 @@ typedef struct train_options {
     const char *not_classifier_option, *classifier_option;
     char attribute_storage[64]; /* holds `attribute` when read from a checkpoint */
     char celeba_storage[4096];  /* holds `celeba_root` when read from a checkpoint */
+    /* the recorded paths a resumed run took from its checkpoint */
+    char path_storage[TRAIN_RECORDED_PATHS][4096];
+    /* which long options the command line gave, by their index in the
+     * option table: see train_option_given */
+    uint64_t given[2];
     /* provenance of an --init-from run ("NAME (SIZE bytes, FNV-1a ...)"),
      * kept in its checkpoints and exports; empty otherwise */
     char init_note[512];
@@ -65,7 +76,17 @@ typedef struct train_options {
 } train_options;
 
 /* Parse argv. Returns 0 to run, 1 when --help was printed, 2 on a usage
- * error (message already printed to stderr). */
+ * error (message already printed to stderr). With --resume only --run-dir
+ * is checked here: the rest waits for the checkpoint's settings
+ * (checkpoint_read_resume), then train_options_check. */
 int train_options_parse(int argc, char **argv, train_options *o);
+
+/* Whether the command line gave the long option `name` ("lambda-id"). */
+int train_option_given(const train_options *o, const char *name);
+
+/* The options' consistency (data given, one kind of data, the denoiser
+ * for --lambda-pr, ...), with the defaults that depend on others filled
+ * in. 0 when fine, else -1 after printing the error. */
+int train_options_check(train_options *o);
 
 #endif
