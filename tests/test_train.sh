@@ -105,15 +105,24 @@ else fail "resumed losses equal the straight run's"; diff "$WORK/a.csv" "$WORK/b
 # The checkpoint records the run's data, files, shape and objective (here
 # three non-default settings): --resume from another folder needs only the
 # run folder, and --steps to go further.
+TRAIN_ABS=$(cd "$(dirname "$TRAIN")" && pwd)/$(basename "$TRAIN")
 expect_ok "first 6 steps again" "$TRAIN" "${FAST[@]}" --run-dir "$WORK/split2" --steps 6
 expect_ok "resume with only --run-dir, from another folder" \
-    sh -c 'cd / && exec "$0" --run-dir "$1" --steps 12 --resume --quiet' \
-    "$(cd "$(dirname "$TRAIN")" && pwd)/$(basename "$TRAIN")" "$WORK/split2"
+    sh -c 'cd / && exec "$0" --run-dir "$1" --steps 12 --resume --quiet' "$TRAIN_ABS" "$WORK/split2"
 cut -d, -f1,3- "$WORK/split2/log.csv" >"$WORK/c.csv"
 if cmp -s "$WORK/a.csv" "$WORK/c.csv"; then pass "resumed on the recorded settings alone, exactly"
 else fail "resumed on the recorded settings alone, exactly"; diff "$WORK/a.csv" "$WORK/c.csv" | head -6; fi
 expect_error "resume a denoiser run as a transfer run" "holds a denoiser run" \
     "$TRAIN" transfer --run-dir "$WORK/dn" --resume --steps 151
+# phi, not named, is the shipped file found by name (as `diat` finds its
+# models), from any folder; the checkpoint records where.
+expect_ok "phi found by name from another folder" \
+    sh -c 'cd / && exec "$0" --celeba "$1" --attribute Eyeglasses --direction remove \
+        --lambda-pr 0 --width 4 --mask-width 4 --critic-width 4 --batch 2 --steps 1 --quiet \
+        --run-dir "$2"' "$TRAIN_ABS" "$(cd "$CELEBA" && pwd)" "$WORK/phi"
+if grep -aq '"opt.face_recognition":"/[^"]*/face-recognition-resnet29.safetensors"' \
+    "$WORK/phi/checkpoint.safetensors"; then pass "the checkpoint records phi's absolute path"
+else fail "the checkpoint records phi's absolute path"; fi
 
 # ---- stops: time budget and SIGINT leave a checkpoint that resumes ----
 run "$TRAIN" "${FAST[@]}" --run-dir "$WORK/budget" --steps 100000 --max-time 2

@@ -1,7 +1,8 @@
 /* The helpers every `diat` command shares: error lines, option parsing,
- * the model-file lookup and loading the face finder (declared in cli.h). */
+ * and loading the face finder (declared in cli.h). */
 #include "cli.h"
 #include "image-io.h"
+#include "model-files.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -82,57 +83,6 @@ int cli_same_file(const char *a, const char *b)
            sa.st_ino == sb.st_ino;
 }
 
-/* ---- face model files ---------------------------------------------------- */
-
-/* The face detector and landmark models ship in models/ and install to
- * PREFIX/share/diat/models. Looked for, in order:
- *   1. each folder of $DIAT_MODEL_PATH (colon-separated);
- *   2. ../share/diat/models next to the running executable (a relocated or
- *      unpacked install);
- *   3. the configured install folder (DIAT_MODEL_DIR);
- *   4. the source tree's models/ (DIAT_SOURCE_MODEL_DIR), so a build runs
- *      uninstalled.
- * `searched` receives the folders tried, for the error message. */
-int cli_find_model_file(const char *name, char *path, size_t size, char *searched,
-                        size_t searched_size)
-{
-    enum { MAX_DIRS = 8, DIR_SIZE = 4096 };
-    char dirs[MAX_DIRS][DIR_SIZE];
-    int count = 0;
-    const char *env = getenv("DIAT_MODEL_PATH");
-    for (const char *p = env; p && *p && count < MAX_DIRS - 3;) {
-        size_t len = strcspn(p, ":");
-        if (len > 0 && len < DIR_SIZE) {
-            memcpy(dirs[count], p, len);
-            dirs[count++][len] = '\0';
-        }
-        p += len + (p[len] == ':');
-    }
-    char exe[DIR_SIZE - 32];
-    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    char *slash = len > 0 ? (exe[len] = '\0', strrchr(exe, '/')) : NULL;
-    if (slash) {
-        *slash = '\0'; /* the bin folder */
-        if (snprintf(dirs[count], DIR_SIZE, "%s/../share/diat/models", exe) < DIR_SIZE) count++;
-    }
-#ifdef DIAT_MODEL_DIR
-    if (snprintf(dirs[count], DIR_SIZE, "%s", DIAT_MODEL_DIR) < DIR_SIZE) count++;
-#endif
-#ifdef DIAT_SOURCE_MODEL_DIR
-    if (snprintf(dirs[count], DIR_SIZE, "%s", DIAT_SOURCE_MODEL_DIR) < DIR_SIZE) count++;
-#endif
-    size_t used = 0;
-    searched[0] = '\0';
-    for (int i = 0; i < count; i++) {
-        int n = snprintf(path, size, "%s/%s", dirs[i], name);
-        if (n > 0 && (size_t)n < size && access(path, R_OK) == 0) return 0;
-        if (used < searched_size)
-            used += (size_t)snprintf(searched + used, searched_size - used, "%s%s", i ? ", " : "",
-                                     dirs[i]);
-    }
-    return -1;
-}
-
 /* Load the face finder from the given files or, for each one left NULL,
  * from the lookup above. Returns 0, or the exit code after reporting. */
 int cli_load_face_finder(diat_context *ctx, const char *detector, const char *landmarks,
@@ -143,7 +93,7 @@ int cli_load_face_finder(diat_context *ctx, const char *detector, const char *la
     static const char *const names[2] = {DETECTOR_FILE, LANDMARKS_FILE};
     for (int i = 0; i < 2; i++) {
         if (paths[i]) continue;
-        if (cli_find_model_file(names[i], found[i], sizeof found[i], searched, sizeof searched))
+        if (diat_model_file_find(names[i], found[i], sizeof found[i], searched, sizeof searched))
             return report_error(EXIT_RUNTIME,
                                 "the face model '%s' was not found (looked in $DIAT_MODEL_PATH "
                                 "and %s); set DIAT_MODEL_PATH to its folder, or give the face "

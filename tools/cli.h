@@ -32,18 +32,11 @@ int cli_parse_int(const char *text, long lo, long hi, long *out);
  * the image): 0 with it in `box`, else -1. */
 int cli_parse_box(const char *text, diat_box *box);
 
-/* Find the model file `name`: in each folder of $DIAT_MODEL_PATH, then
- * ../share/diat/models beside the executable, the configured install folder
- * and the source tree's models/. 0 with its path, else -1; `searched`
- * receives the folders tried, for the error message. */
-int cli_find_model_file(const char *name, char *path, size_t size, char *searched,
-                        size_t searched_size);
-
 /* Whether a and b name the same file (same path, or same device and inode). */
 int cli_same_file(const char *a, const char *b);
 
 /* Load the face finder from the given files or, for each one left NULL,
- * from cli_find_model_file. Returns 0, or the exit code after reporting. */
+ * from diat_model_file_find (model-files.h). Returns 0, or the exit code after reporting. */
 int cli_load_face_finder(diat_context *ctx, const char *detector, const char *landmarks,
                          diat_face_finder **finder, diat_error *err);
 

@@ -15,6 +15,7 @@
 #include "eval.h"
 
 #include "image-io.h"
+#include "model-files.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -238,7 +239,7 @@ static int resolve(eval_settings *s, const diat_model *model, char *faceres, cha
     char *found[2] = {faceres, recognition};
     for (int i = 0; i < 2; i++) {
         if (*given[i]) continue;
-        if (cli_find_model_file(names[i], found[i], size, searched, sizeof searched) != 0)
+        if (diat_model_file_find(names[i], found[i], size, searched, sizeof searched) != 0)
             return report_error(EXIT_RUNTIME,
                                 "the model '%s' was not found (looked in $DIAT_MODEL_PATH and "
                                 "%s); give it with --%s FILE.",

@@ -56,13 +56,13 @@ static const struct {
 static void recorded_path_fields(train_options *o, const char **fields[TRAIN_RECORDED_PATHS])
 {
     const int transfer = o->mode == TRAIN_TRANSFER;
-    fields[0] = &o->celeba_root;
-    fields[1] = &o->source_dir;
-    fields[2] = &o->target_dir;
-    fields[3] = transfer ? &o->denoiser_path : NULL;
-    fields[4] = transfer ? &o->face_recognition_path : NULL;
-    fields[5] = o->align_faces ? &o->face_detector_path : NULL;
-    fields[6] = o->align_faces ? &o->face_landmarks_path : NULL;
+    fields[TRAIN_PATH_CELEBA] = &o->celeba_root;
+    fields[TRAIN_PATH_SOURCE_DIR] = &o->source_dir;
+    fields[TRAIN_PATH_TARGET_DIR] = &o->target_dir;
+    fields[TRAIN_PATH_DENOISER] = transfer ? &o->denoiser_path : NULL;
+    fields[TRAIN_PATH_FACE_RECOGNITION] = transfer ? &o->face_recognition_path : NULL;
+    fields[TRAIN_PATH_FACE_DETECTOR] = o->align_faces ? &o->face_detector_path : NULL;
+    fields[TRAIN_PATH_FACE_LANDMARKS] = o->align_faces ? &o->face_landmarks_path : NULL;
 }
 
 /* The settings an export needs, so `--run-dir DIR --export FILE` is enough. */
@@ -380,7 +380,7 @@ static diat_status resume_run_settings(const diat_safetensors *st, const char *p
     for (int i = 0; i < TRAIN_RECORDED_PATHS; i++) {
         const char *recorded = diat_safetensors_metadata(st, kRecordedPaths[i].key);
         if (!fields[i] || !recorded || train_option_given(o, kRecordedPaths[i].option) ||
-            (i < 3 && data_given))
+            (i <= TRAIN_PATH_TARGET_DIR && data_given))
             continue;
         snprintf(o->path_storage[i], sizeof o->path_storage[i], "%s", recorded);
         *fields[i] = o->path_storage[i];

@@ -1,6 +1,8 @@
 /* Command-line parsing for diat-train, with the defaults and why. */
 #include "options.h"
 
+#include "model-files.h"
+
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,9 +54,10 @@ static void set_defaults(train_options *o)
     o->seed = 1;
     o->checkpoint_every = 500;
     o->sample_every = 250;
-    o->face_recognition_path = "models/face-recognition-resnet29.safetensors";
-    o->face_detector_path = "models/face-detector-tiny.safetensors";
-    o->face_landmarks_path = "models/face-landmarks-68.safetensors";
+    /* NULL: the shipped file, found by name (train_options_check) */
+    o->face_recognition_path = NULL;
+    o->face_detector_path = NULL;
+    o->face_landmarks_path = NULL;
     o->backend = "auto";
 }
 
@@ -95,10 +98,11 @@ static void usage(FILE *out)
             "  --target-dir DIR       ... and faces with it (square crops)\n"
             "  --align-faces          folders hold any photos: align each by its largest\n"
             "                         face (as `diat apply` does); faceless ones are skipped\n"
-            "  --face-detector FILE   for --align-faces (default\n"
-            "                         models/face-detector-tiny.safetensors)\n"
-            "  --face-landmarks FILE  for --align-faces (default\n"
-            "                         models/face-landmarks-68.safetensors)\n"
+            "  --face-detector FILE   for --align-faces (default: the shipped\n"
+            "                         face-detector-tiny.safetensors, found as\n"
+            "                         --face-recognition's)\n"
+            "  --face-landmarks FILE  for --align-faces (default: the shipped\n"
+            "                         face-landmarks-68.safetensors)\n"
             "  --no-flip              no random horizontal flips\n"
             "Networks:\n"
             "  --width N              T width (default 24: F16 model < 10 MB)\n"
@@ -130,8 +134,10 @@ static void usage(FILE *out)
             "  --run-dir DIR          checkpoints, log.csv, samples/ and loss plot go here\n"
             "  --denoiser FILE        pretrained DN (from `diat-train denoiser`; needed when\n"
             "                         --lambda-pr > 0)\n"
-            "  --face-recognition FILE identity network (default\n"
-            "                         models/face-recognition-resnet29.safetensors)\n"
+            "  --face-recognition FILE identity network (default: the shipped\n"
+            "                         face-recognition-resnet29.safetensors, looked for in\n"
+            "                         $DIAT_MODEL_PATH, the install's share/diat/models and\n"
+            "                         the source tree's models/)\n"
             "  --resume               continue from DIR/checkpoint.safetensors exactly:\n"
             "                         `diat-train --run-dir DIR --resume` is enough, from any\n"
             "                         folder (the kind of run, data, files, widths, batch,\n"
@@ -364,6 +370,25 @@ static int check_classifier(train_options *o)
     return 0;
 }
 
+/* A shipped model the run needs and the command line did not name: found
+ * like `diat` finds it (model-files.h), from any folder. */
+static int find_shipped_model(train_options *o, int slot, const char *name, const char *option,
+                              const char **path)
+{
+    char searched[2048];
+    if (*path) return 0;
+    if (diat_model_file_find(name, o->path_storage[slot], sizeof o->path_storage[slot], searched,
+                             sizeof searched) == 0) {
+        *path = o->path_storage[slot];
+        return 0;
+    }
+    fprintf(stderr,
+            "diat-train: error: the model %s was not found (looked in $DIAT_MODEL_PATH and %s); "
+            "give --%s FILE\n",
+            name, searched, option);
+    return -1;
+}
+
 int train_options_check(train_options *o)
 {
     if (o->mode == TRAIN_CLASSIFIER) return check_classifier(o);
@@ -421,6 +446,16 @@ int train_options_check(train_options *o)
                         "with `diat-train denoiser` and pass --denoiser FILE (or --lambda-pr 0)\n");
         return -1;
     }
+    if (o->mode == TRAIN_TRANSFER &&
+        find_shipped_model(o, TRAIN_PATH_FACE_RECOGNITION, "face-recognition-resnet29.safetensors",
+                           "face-recognition", &o->face_recognition_path))
+        return -1;
+    if (o->align_faces &&
+        (find_shipped_model(o, TRAIN_PATH_FACE_DETECTOR, "face-detector-tiny.safetensors",
+                            "face-detector", &o->face_detector_path) ||
+         find_shipped_model(o, TRAIN_PATH_FACE_LANDMARKS, "face-landmarks-68.safetensors",
+                            "face-landmarks", &o->face_landmarks_path)))
+        return -1;
     if (o->ratio < 0.0f) {
         o->ratio = 0.20f;
         for (size_t i = 0; o->attribute && i < sizeof kDefaultRatios / sizeof kDefaultRatios[0];

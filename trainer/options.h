@@ -13,9 +13,17 @@ typedef enum train_mode {
 } train_mode;
 
 /* Files and folders a checkpoint records (absolute), so that --resume
- * needs none of them again: CelebA, the two folders, DN, phi, the detector
- * and the landmark model. */
-#define TRAIN_RECORDED_PATHS 7
+ * needs none of them again; indices into train_options.path_storage. */
+enum {
+    TRAIN_PATH_CELEBA,
+    TRAIN_PATH_SOURCE_DIR,
+    TRAIN_PATH_TARGET_DIR,
+    TRAIN_PATH_DENOISER,
+    TRAIN_PATH_FACE_RECOGNITION,
+    TRAIN_PATH_FACE_DETECTOR,
+    TRAIN_PATH_FACE_LANDMARKS,
+    TRAIN_RECORDED_PATHS
+};
 
 typedef struct train_options {
     train_mode mode;
@@ -64,7 +72,8 @@ typedef struct train_options {
     const char *not_classifier_option, *classifier_option;
     char attribute_storage[64]; /* holds `attribute` when read from a checkpoint */
     char celeba_storage[4096];  /* holds `celeba_root` when read from a checkpoint */
-    /* the recorded paths a resumed run took from its checkpoint */
+    /* the recorded paths a resumed run took from its checkpoint, and the
+     * shipped models found by name (phi, the face models) */
     char path_storage[TRAIN_RECORDED_PATHS][4096];
     /* which long options the command line gave, by their index in the
      * option table: see train_option_given */
