@@ -288,8 +288,9 @@ diat_status checkpoint_read_settings(const char *path, train_options *o, diat_er
     const char *settings = diat_safetensors_metadata(st, "opt.classifier");
     if (!status && o->mode == TRAIN_CLASSIFIER) {
         const char *chosen = given_root ? given_root : root;
-        snprintf(o->celeba_storage, sizeof o->celeba_storage, "%s", chosen ? chosen : "");
-        o->celeba_root = chosen ? o->celeba_storage : NULL;
+        char *storage = o->path_storage[TRAIN_PATH_CELEBA];
+        snprintf(storage, sizeof o->path_storage[0], "%s", chosen ? chosen : "");
+        o->celeba_root = chosen ? storage : NULL;
         if (!settings || sscanf(settings, "%f %f %f %d %d %d", &o->lr_g, &o->beta1, &o->beta2,
                                 &o->loss_brier, &o->lr_constant, &o->flip) != 6)
             status = diat_set_error(err, DIAT_ERR_FORMAT,

@@ -71,9 +71,9 @@ typedef struct train_options {
      * only a classifier run takes), to refuse it clearly; NULL when none */
     const char *not_classifier_option, *classifier_option;
     char attribute_storage[64]; /* holds `attribute` when read from a checkpoint */
-    char celeba_storage[4096];  /* holds `celeba_root` when read from a checkpoint */
-    /* the recorded paths a resumed run took from its checkpoint, and the
-     * shipped models found by name (phi, the face models) */
+    /* the recorded paths a resumed run (or an export's classifier
+     * evaluation) took from its checkpoint, and the shipped models found by
+     * name (phi, the face models) */
     char path_storage[TRAIN_RECORDED_PATHS][4096];
     /* which long options the command line gave, by their index in the
      * option table: see train_option_given */

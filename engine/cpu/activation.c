@@ -14,8 +14,8 @@
 
 #include <math.h>
 
-static void activation_forward(diat_activation kind, float slope, const float *x, float *y,
-                               size_t count)
+void diat_cpu_activation_forward_serial(diat_activation kind, float slope, const float *x, float *y,
+                                        size_t count)
 {
     switch (kind) {
     case DIAT_ACT_IDENTITY:
@@ -87,13 +87,7 @@ static void activation_backward(diat_activation kind, float slope, const float *
     }
 }
 
-/* Both directions split their range over the context's threads; NULL runs
- * serially (depthwise.c calls the forward from inside its own pool jobs). */
-static int threads_of(const diat_context *ctx)
-{
-    return ctx ? ctx->threads : 1;
-}
-
+/* Both directions split their range over the context's threads. */
 typedef struct activation_args {
     diat_activation kind;
     float slope;
@@ -104,14 +98,15 @@ typedef struct activation_args {
 static void forward_range(void *arg, size_t begin, size_t end)
 {
     const activation_args *a = arg;
-    activation_forward(a->kind, a->slope, a->in + begin, a->out + begin, end - begin);
+    diat_cpu_activation_forward_serial(a->kind, a->slope, a->in + begin, a->out + begin,
+                                       end - begin);
 }
 
 void diat_cpu_activation_forward(diat_context *ctx, diat_activation kind, float slope,
                                  const float *x, float *y, size_t count)
 {
     activation_args a = {kind, slope, x, NULL, y};
-    diat_pool_for(threads_of(ctx), count, forward_range, &a);
+    diat_pool_for(ctx->threads, count, forward_range, &a);
 }
 
 static void backward_range(void *arg, size_t begin, size_t end)
@@ -125,5 +120,5 @@ void diat_cpu_activation_backward(diat_context *ctx, diat_activation kind, float
                                   const float *y, const float *dy, float *dx, size_t count)
 {
     activation_args a = {kind, slope, y, dy, dx};
-    diat_pool_for(threads_of(ctx), count, backward_range, &a);
+    diat_pool_for(ctx->threads, count, backward_range, &a);
 }

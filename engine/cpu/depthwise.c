@@ -219,7 +219,7 @@ static void forward_share(void *arg, int thread)
                           job->bias ? job->bias[c] : 0.0f, y);
             /* While the plane is still in cache. */
             if (job->act != DIAT_ACT_IDENTITY)
-                diat_cpu_activation_forward(NULL, job->act, job->slope, y, y, s->out_plane);
+                diat_cpu_activation_forward_serial(job->act, job->slope, y, y, s->out_plane);
         }
 }
 

@@ -60,12 +60,15 @@ void diat_cpu_instancenorm_backward(diat_context *ctx, const diat_tensor *x,
                                     const diat_tensor *save_invstd, const diat_tensor *dy,
                                     diat_tensor *dx, diat_tensor *dgamma, diat_tensor *dbeta);
 
-/* activation.c: split over ctx's threads; a NULL ctx runs on the calling
- * thread alone (for callers that are themselves a worker-pool job). */
+/* activation.c: split over ctx's threads */
 void diat_cpu_activation_forward(diat_context *ctx, diat_activation kind, float slope,
                                  const float *x, float *y, size_t count);
 void diat_cpu_activation_backward(diat_context *ctx, diat_activation kind, float slope,
                                   const float *y, const float *dy, float *dx, size_t count);
+/* The forward on the calling thread alone, for callers that are
+ * themselves a worker-pool job (depthwise.c). */
+void diat_cpu_activation_forward_serial(diat_activation kind, float slope, const float *x, float *y,
+                                        size_t count);
 
 /* resample.c */
 void diat_cpu_depth_to_space_forward(diat_context *ctx, const diat_tensor *x, int r,
