@@ -270,6 +270,20 @@ expect_error "--init-from: another attribute" "attribute" "$TRAIN" "${INIT[@]}" 
     --init-from "$MODEL" --run-dir "$WORK/x6"
 expect_error "--init-from: another direction" "direction" "$TRAIN" "${INIT[@]}" --direction add \
     --init-from "$MODEL" --run-dir "$WORK/x7"
+# --init-other-edit: a related edit as the starting point. The run keeps its
+# own attribute's p (Smiling 0.10, not the model's Eyeglasses 0.12), and the
+# export says which edit it started from.
+expect_ok "--init-other-edit: start add-smile from a remove-eyeglasses model" "$TRAIN" \
+    "${INIT[@]}" --attribute Smiling --direction add --init-from "$MODEL" --init-other-edit \
+    --critic-warmup 2 --steps 1 --run-dir "$WORK/other"
+run "$TRAIN" --run-dir "$WORK/other" --export "$WORK/other.safetensors"
+"$DIAT" info "$WORK/other.safetensors" >"$WORK/other-info.txt" 2>&1
+if [ $rc -eq 0 ] && grep -q "another edit: Eyeglasses remove" "$WORK/other-info.txt" &&
+    grep -q "default_ratio: 0.100" "$WORK/other-info.txt" && grep -q "attribute: Smiling" "$WORK/other-info.txt"
+then pass "--init-other-edit: the export names the edit it started from, with the run's p"
+else fail "--init-other-edit: the export names the edit it started from, with the run's p"; fi
+expect_error "--init-other-edit without --init-from" "--init-from" "$TRAIN" "${INIT[@]}" \
+    --init-other-edit --run-dir "$WORK/x13"
 expect_error "--init-from: another width" "--width" "$TRAIN" "${INIT[@]}" --width 8 \
     --init-from "$MODEL" --run-dir "$WORK/x8"
 head -c 2000 "$MODEL" >"$WORK/truncated.safetensors"

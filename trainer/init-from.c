@@ -90,22 +90,32 @@ static diat_status match_width(const char *path, const char *flag, int model, in
 
 /* The model's attribute and direction must be the run's: its T and M start
  * where they stopped, and the data (sources without / references with the
- * attribute, or the reverse) must ask for the same edit. */
+ * attribute, or the reverse) must ask for the same edit. With
+ * --init-other-edit they may differ (a related edit as the starting point);
+ * `*same` says whether they do, and `edit` names the model's edit. */
 static diat_status match_edit(const diat_safetensors *st, const char *path, const train_options *o,
-                              diat_error *err)
+                              int *same, char *edit, size_t edit_size, diat_error *err)
 {
     const char *attribute = diat_safetensors_metadata(st, "attribute");
     const char *direction = diat_safetensors_metadata(st, "direction");
     const char *run_attribute = o->attribute ? o->attribute : "custom";
     const char *run_direction = o->add ? "add" : "remove";
-    if (!attribute || strcmp(attribute, run_attribute) != 0)
+    int same_attribute = attribute && strcmp(attribute, run_attribute) == 0;
+    int same_direction = direction && strcmp(direction, run_direction) == 0;
+    *same = same_attribute && same_direction;
+    snprintf(edit, edit_size, "%.64s %.16s", attribute ? attribute : "(none given)",
+             direction ? direction : "(none given)");
+    if (o->init_other_edit) return DIAT_OK;
+    if (!same_attribute)
         return diat_set_error(err, DIAT_ERR_ARGUMENT,
-                              "--init-from: %s edits attribute '%s', this run trains '%s'%s.", path,
-                              attribute ? attribute : "(none given)", run_attribute,
+                              "--init-from: %s edits attribute '%s', this run trains '%s'%s (add "
+                              "--init-other-edit to start from another edit).",
+                              path, attribute ? attribute : "(none given)", run_attribute,
                               o->attribute ? " (--attribute)" : " (folder pairs)");
-    if (!direction || strcmp(direction, run_direction) != 0)
+    if (!same_direction)
         return diat_set_error(err, DIAT_ERR_ARGUMENT,
-                              "--init-from: %s has direction '%s'; this run's --direction is %s.",
+                              "--init-from: %s has direction '%s'; this run's --direction is %s "
+                              "(add --init-other-edit to start from another edit).",
                               path, direction ? direction : "(none given)", run_direction);
     return DIAT_OK;
 }
@@ -117,7 +127,8 @@ diat_status init_from_read_settings(const char *path, train_options *o, diat_err
     if (status != DIAT_OK) return from_option(status, err);
     const char *format = diat_safetensors_metadata(st, "format");
     const char *version = diat_safetensors_metadata(st, "format_version");
-    int width = 0, mask_width = 0;
+    int width = 0, mask_width = 0, same_edit = 0;
+    char edit[96] = "";
     if (!format || strcmp(format, MODEL_FORMAT) != 0)
         status = diat_set_error(err, DIAT_ERR_FORMAT,
                                 "--init-from: %s is not a DIAT model written by `diat-train "
@@ -131,15 +142,15 @@ diat_status init_from_read_settings(const char *path, train_options *o, diat_err
                                 path, version ? version : "missing");
     if (!status) status = model_width(st, path, "width", &width, err);
     if (!status) status = model_width(st, path, "mask_width", &mask_width, err);
-    if (!status) status = match_edit(st, path, o, err);
+    if (!status) status = match_edit(st, path, o, &same_edit, edit, sizeof edit, err);
     if (!status) status = match_width(path, "--width", width, o->width_given, &o->width, err);
     if (!status)
         status =
             match_width(path, "--mask-width", mask_width, o->mask_width_given, &o->mask_width, err);
     /* Fine-tuning keeps the mask fraction the model was trained towards,
-     * unless --ratio says otherwise. */
+     * unless --ratio says otherwise; another edit keeps the run's own. */
     const char *ratio = diat_safetensors_metadata(st, "default_ratio");
-    if (!status && !o->ratio_given && ratio) {
+    if (!status && same_edit && !o->ratio_given && ratio) {
         char *end;
         float value = strtof(ratio, &end);
         if (end != ratio && !*end && value > 0.0f && value <= 1.0f) o->ratio = value;
@@ -147,13 +158,15 @@ diat_status init_from_read_settings(const char *path, train_options *o, diat_err
     const char *iterations = diat_safetensors_metadata(st, "training_iterations");
     char steps[64] = "";
     if (iterations) snprintf(steps, sizeof steps, ", %.32s training iterations", iterations);
+    char other[128] = "";
+    if (!same_edit) snprintf(other, sizeof other, ", another edit: %s", edit);
     diat_safetensors_close(st);
     uint64_t hash = 0, size = 0;
     if (!status) status = from_option(fingerprint(path, &hash, &size, err), err);
     if (!status)
         snprintf(o->init_note, sizeof o->init_note,
-                 "%.300s (%" PRIu64 " bytes, FNV-1a-64 %016" PRIx64 "%s)", base_name(path), size,
-                 hash, steps);
+                 "%.240s (%" PRIu64 " bytes, FNV-1a-64 %016" PRIx64 "%s%s)", base_name(path), size,
+                 hash, steps, other);
     return status;
 }
 

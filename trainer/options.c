@@ -151,6 +151,10 @@ static void usage(FILE *out)
             "                         be the run's; --width, --mask-width must match it\n"
             "                         when given (else are taken from it), --ratio defaults\n"
             "                         to its default_ratio. Not with --resume\n"
+            "  --init-other-edit      let --init-from take a model of another attribute or\n"
+            "                         direction (fine-tuning from a related edit: its T\n"
+            "                         and M start in the right place, e.g. add-smile for\n"
+            "                         open-mouth); --ratio keeps this run's default\n"
             "  --critic-warmup N      critic-only steps, T and M frozen, before training\n"
             "                         (default 200 with --init-from, else 0); logged as\n"
             "                         steps -N..-1 with the generator columns 0\n"
@@ -214,6 +218,7 @@ enum {
     OPT_FACE_RECOGNITION,
     OPT_RESUME,
     OPT_INIT_FROM,
+    OPT_INIT_OTHER_EDIT,
     OPT_CRITIC_WARMUP,
     OPT_MAX_TIME,
     OPT_CHECKPOINT_EVERY,
@@ -266,6 +271,7 @@ static const struct option longopts[] = {
     {"face-recognition", 1, 0, OPT_FACE_RECOGNITION},
     {"resume", 0, 0, OPT_RESUME},
     {"init-from", 1, 0, OPT_INIT_FROM},
+    {"init-other-edit", 0, 0, OPT_INIT_OTHER_EDIT},
     {"critic-warmup", 1, 0, OPT_CRITIC_WARMUP},
     {"max-time", 1, 0, OPT_MAX_TIME},
     {"checkpoint-every", 1, 0, OPT_CHECKPOINT_EVERY},
@@ -410,6 +416,10 @@ int train_options_check(train_options *o)
                 o->resume ? "--resume" : "--export");
         return -1;
     }
+    if (o->init_other_edit && !o->init_from) {
+        fprintf(stderr, "diat-train: error: --init-other-edit goes with --init-from MODEL\n");
+        return -1;
+    }
     if (o->mode == TRAIN_DENOISER && (o->init_from || o->critic_warmup_given)) {
         fprintf(stderr, "diat-train: error: --init-from and --critic-warmup apply to transfer "
                         "runs, not to the denoiser\n");
@@ -500,8 +510,9 @@ int train_options_parse(int argc, char **argv, train_options *o)
         /* Options a classifier does not take, and its own: remembered, to
          * refuse them in the other kind of run with a clear message. */
         static const int not_classifier[] = {
-            OPT_ATTRIBUTE, OPT_DIRECTION,     OPT_SOURCE_DIR, OPT_TARGET_DIR, OPT_ALIGN_FACES,
-            OPT_INIT_FROM, OPT_CRITIC_WARMUP, OPT_DENOISER,   OPT_LR_G,       OPT_LR_D};
+            OPT_ATTRIBUTE, OPT_DIRECTION,       OPT_SOURCE_DIR,    OPT_TARGET_DIR, OPT_ALIGN_FACES,
+            OPT_INIT_FROM, OPT_INIT_OTHER_EDIT, OPT_CRITIC_WARMUP, OPT_DENOISER,   OPT_LR_G,
+            OPT_LR_D};
         static const int classifier_only[] = {OPT_LR, OPT_LR_SCHEDULE, OPT_LOSS, OPT_MODEL};
         for (size_t k = 0; k < sizeof not_classifier / sizeof not_classifier[0]; k++)
             if (c == not_classifier[k] && !o->not_classifier_option)
@@ -574,6 +585,7 @@ int train_options_parse(int argc, char **argv, train_options *o)
         case OPT_FACE_RECOGNITION: o->face_recognition_path = optarg; break;
         case OPT_RESUME: o->resume = 1; break;
         case OPT_INIT_FROM: o->init_from = optarg; break;
+        case OPT_INIT_OTHER_EDIT: o->init_other_edit = 1; break;
         case OPT_CRITIC_WARMUP:
             bad = parse_int(optarg, "--critic-warmup", 0, 100000000, &o->critic_warmup);
             o->critic_warmup_given = 1;

@@ -57,6 +57,7 @@ typedef struct train_options {
     /* --init-from: T and M from a shipped model; a fresh D first trains
      * alone for critic_warmup critic steps */
     const char *init_from;
+    int init_other_edit; /* --init-other-edit: the model may make another edit */
     int critic_warmup;
     double max_time; /* seconds, 0 = unlimited */
     long checkpoint_every, sample_every;
