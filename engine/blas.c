@@ -98,7 +98,23 @@ static const char *core_of(void *handle)
     return core ? core : "unknown";
 }
 
+static void load_blas_with_thread_timeout(void);
+
+/* OpenBLAS's idle threads poll (sched_yield) for 2^28 cycles, ~0.1 s, after
+ * every threaded call, on the very cores the engine's own worker pool needs
+ * for the element-wise work and AVX-512 convolutions that come next: 3-5% of
+ * a two-thread training step (bench_train, 2 cores). 2^4, OpenBLAS's
+ * smallest, puts them to sleep at once; its constructor reads the variable,
+ * so it is set around the loads only, and a user's own value is kept. */
 static void load_blas(void)
+{
+    int ours = getenv("OPENBLAS_THREAD_TIMEOUT") == NULL;
+    if (ours) setenv("OPENBLAS_THREAD_TIMEOUT", "4", 1);
+    load_blas_with_thread_timeout();
+    if (ours) unsetenv("OPENBLAS_THREAD_TIMEOUT");
+}
+
+static void load_blas_with_thread_timeout(void)
 {
     /* Tests reproduce a mis-detecting OpenBLAS on any machine by making the
      * system copy load with the given (generic) core. */

@@ -288,9 +288,29 @@ diat_status diat_warp_face(const diat_image *photo, const diat_face_transform *t
     return warp_direct(photo, t, out, err);
 }
 
+/* A square of exactly 128 photo pixels inside the photo: the tent of radius
+ * 1 centred on a whole pixel weighs that pixel 1 and its neighbours 0, so
+ * the filter is a copy. Every CelebA-128 face the trainer reads takes this
+ * path (the filter cost ~3% of a two-thread training step). */
+static void copy_face(const diat_image *photo, int x0, int y0, float *out)
+{
+    for (int y = 0; y < FACE; y++)
+        for (int x = 0; x < FACE; x++) {
+            float rgb[3];
+            read_rgb(photo, x0 + x, y0 + y, rgb);
+            for (int c = 0; c < 3; c++)
+                out[(size_t)c * FACE * FACE + (size_t)y * FACE + x] = rgb[c];
+        }
+}
+
 diat_status diat_crop_face(const diat_image *photo, int x0, int y0, int side, float *out,
                            diat_error *err)
 {
+    if (side == FACE && x0 >= 0 && y0 >= 0 && x0 <= photo->width - FACE &&
+        y0 <= photo->height - FACE) {
+        copy_face(photo, x0, y0, out);
+        return DIAT_OK;
+    }
     diat_face_transform t = diat_face_transform_square(x0, y0, side);
     return diat_warp_face(photo, &t, out, err);
 }

@@ -267,6 +267,32 @@ static void test_square_is_the_separable_crop(void)
     free(photo.pixels);
 }
 
+/* A 128-pixel square inside the photo is copied (the trainer's CelebA-128
+ * faces): the same bits as the general warp at scale 1, for RGB, gray and
+ * RGBA photos. */
+static void test_one_to_one_crop_is_the_warp(void)
+{
+    static float got[3 * FACE_PLANE], want[3 * FACE_PLANE];
+    const int squares[][2] = {{0, 0}, {17, 9}, {172, 72}};
+    for (int channels = 1; channels <= 4; channels++) {
+        diat_image photo = textured_image(300, 200, channels, 255, 3 + channels);
+        for (size_t k = 0; k < sizeof squares / sizeof squares[0]; k++) {
+            int x0 = squares[k][0], y0 = squares[k][1];
+            diat_error err;
+            diat_face_transform t = diat_face_transform_square(x0, y0, FACE);
+            CHECK(diat_crop_face(&photo, x0, y0, FACE, got, &err) == DIAT_OK);
+            CHECK(diat_warp_face(&photo, &t, want, &err) == DIAT_OK);
+            CHECK_MSG(memcmp(got, want, sizeof got) == 0, "%d channels, square at %d,%d", channels,
+                      x0, y0);
+            const float *pixel =
+                photo.pixels + (size_t)(y0 + 5) * photo.stride + (size_t)(x0 + 7) * channels;
+            CHECK(got[5 * FACE + 7] == pixel[0] &&
+                  got[2 * FACE_PLANE + 5 * FACE + 7] == pixel[channels >= 3 ? 2 : 0]);
+        }
+        free(photo.pixels);
+    }
+}
+
 /* A linear ramp f(x, y) = alpha x + beta y + gamma (edge coordinates of the
  * pixel centre): every face pixel must equal f where its centre lands,
  * rotation or not, for the direct filter and for the box reduction of large
@@ -982,6 +1008,7 @@ int main(int argc, char **argv)
     RUN_TEST(test_fit_recovers_transform);
     RUN_TEST(test_bad_faces);
     RUN_TEST(test_square_is_the_separable_crop);
+    RUN_TEST(test_one_to_one_crop_is_the_warp);
     RUN_TEST(test_crop_reproduces_ramps);
     RUN_TEST(test_paste_back_geometry);
     RUN_TEST(test_border_padding);
