@@ -9,8 +9,13 @@
 #
 # Without MODEL arguments every models/*.safetensors whose format is
 # diat-model is evaluated. DIAT names the `diat` program (default
-# build/tools/diat); FACES=N evaluates only the first N faces of each. The val grids (`diat eval --grid`) hold CelebA faces,
-# so they go to $GRID_DIR (default /tmp), never into the project.
+# build/tools/diat); FACES=N evaluates only the first N faces of each.
+# Faces are edited as `diat apply` and the plug-in edit by default (the
+# model's own mask threshold). RATIOS="0.2 0.3" adds, per model, a row for
+# each mask ratio P (`diat eval --ratio P`, the plug-in's ratio slider):
+# how success, identity and locality trade as the edited area grows; those
+# rows go to stdout only. The val grids (`diat eval --grid`) hold CelebA
+# faces, so they go to $GRID_DIR (default /tmp), never into the project.
 set -eu
 if [ $# -lt 1 ]; then
     echo "usage: $0 CELEBA [MODEL.safetensors ...]" >&2
@@ -61,6 +66,15 @@ for model in "$@"; do
     cat "$grid_dir/$name-eval.txt" >&2
     rows="$rows$(tail -n 1 "$grid_dir/$name-eval.txt")
 "
+    for ratio in ${RATIOS:-}; do
+        "$diat" eval -m "$model" --celeba "$celeba" --ratio "$ratio" \
+            --classifier models/attribute-classifier.safetensors \
+            --denoiser models/denoiser.safetensors --faceres models/faceres.safetensors \
+            --face-recognition models/face-recognition-resnet29.safetensors \
+            ${FACES:+--faces "$FACES"} >"$grid_dir/$name-eval-$ratio.txt"
+        rows="$rows$(tail -n 1 "$grid_dir/$name-eval-$ratio.txt" | sed "s/^| $name |/| $name at ratio $ratio |/")
+"
+    done
 done
 sed -n '/^Markdown row/{n;p;n;p;q}' "$grid_dir/$name-eval.txt"
 printf '%s' "$rows"

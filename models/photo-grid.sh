@@ -2,8 +2,8 @@
 # A model card's picture: the model applied by `diat apply` to the
 # project's public-domain test photos (tests/data/photos, none from CelebA,
 # so the picture may be committed), each detected face shown before and
-# after at the model's default ratio p: inputs above results, six faces to
-# a row.
+# after as `diat apply` edits it by default (the model's own mask threshold):
+# inputs above results, six faces to a row.
 #
 #   models/photo-grid.sh MODEL.safetensors OUT.png [PHOTO ...]
 #
@@ -22,13 +22,12 @@ photos=$here/../tests/data/photos
 diat=${DIAT:-$here/../build/tools/diat}
 [ $# -gt 0 ] || set -- "$photos/2008_001009.png" "$photos/2009_004587.png" \
     "$photos/2008_002506.png" "$photos/2008_002470.png" "$photos/astronaut.png"
-ratio=$("$diat" info "$model" | sed -n 's/^  default_ratio: //p')
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 n=0
 for photo in "$@"; do
     base=$(basename "$photo")
-    "$diat" apply -q -m "$model" ${ratio:+-p "$ratio"} "$photo" "$work/$base.png"
+    "$diat" apply -q -m "$model" "$photo" "$work/$base.png"
     # Each face: the square of 1.6x its box around the box's centre.
     "$diat" detect "$photo" | while read -r _ _ _ box _; do
         echo "$box"

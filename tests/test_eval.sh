@@ -89,9 +89,11 @@ KEYS_PY=$(echo "$KEYS" | awk '
     { for (i = 1; i <= NF; i++) if ($i != "") printf "(\"%s\", \"%s\"), ", group, $i }')
 json_check "JSON parses and holds every key" "$WORK/identity.json" \
     "j['format'] == 'diat-eval' and all(k in j[g] for g, k in [$KEYS_PY])"
-json_check "settings: 50 faces without Male, add, p = 0.1 (the model's)" "$WORK/identity.json" \
+json_check "settings: 50 faces without Male, add, cut at the model's e > 0.5 (as apply)" \
+    "$WORK/identity.json" \
     "j['settings']['faces'] == 50 and j['settings']['direction'] == 'add' and
-     j['settings']['attribute'] == 'Male' and j['settings']['ratio'] == 0.1 and
+     j['settings']['attribute'] == 'Male' and j['settings']['ratio'] is None and
+     j['settings']['ratio_source'].startswith(\"the model's own threshold\") and
      j['settings']['split'] == 'val' and j['settings']['faces_on_side'] > 2000"
 json_check "identity: verification 100%, distances 0" "$WORK/identity.json" \
     "j['identity']['faceres_verification'] == 1 and j['identity']['faceres_mean_distance'] == 0
@@ -108,9 +110,9 @@ json_check "identity: artifacts of results equal the sources'" "$WORK/identity.j
     "(j['quality']['artifact_results'] == j['quality']['artifact_sources'] and
       j['quality']['artifact_results'] > 0) if $HAVE_DN
      else j['quality']['artifact_results'] is None"
-json_check "identity: mask area near p" "$WORK/identity.json" \
-    "abs(j['locality']['mask_area'] - 0.1) < 0.01 and
-     0 <= j['locality']['mask_area_model_threshold'] < 1"
+json_check "identity: mask area at the model's threshold, against its p 0.1" "$WORK/identity.json" \
+    "abs(j['locality']['mask_area'] - j['locality']['mask_area_model_threshold']) < 1e-6 and
+     0 < j['locality']['mask_area'] < 1 and j['locality']['p'] == 0.1"
 table_says_identical() {
     grep -Eq '^ +PSNR, whole face +inf' "$WORK/identity.txt" &&
         grep -q '^| fixture-model | add Male | 50 | 0.100 |.* | inf | 1.0000 |' "$WORK/identity.txt"
@@ -147,7 +149,7 @@ json_check "remove: unmeasured figures are null" "$WORK/remove.json" \
     "j['settings']['classifier'] is None and j['attribute']['classifier_success'] is None and
      j['attribute']['faceres_rule'] is None and j['quality']['artifact_sources'] is None"
 json_check "remove: mask area follows --ratio" "$WORK/remove.json" \
-    "abs(j['locality']['mask_area'] - 0.3) < 0.02 and j['locality']['p'] == 0.3"
+    "abs(j['locality']['mask_area'] - 0.3) < 0.02 and j['locality']['p'] == 0.1"
 
 # ---- errors ----
 BASE=(-m "$FIXTURE" --celeba "$CELEBA" --attribute Male "${THREADS[@]}" --faces 2)

@@ -102,14 +102,14 @@ static void number(double value, int digits, char *text, size_t size)
 /* Human-readable: the settings, then one row per figure, results' values
  * beside the sources' where the sources have one. */
 static void print_table(const eval_settings *s, const eval_totals *t, const figures *f,
-                        const char *p, const char *psnr)
+                        const char *cut, const char *p, const char *psnr)
 {
     char a[32], b[32], label[96];
     printf("diat eval: %s\n", s->label);
     printf("  model      %s (%s %s)\n", s->model, s->add ? "add" : "remove", s->attribute);
     printf("  faces      %zu CelebA val faces %s %s (of %zu; val split %zu)\n", t->faces,
            s->add ? "without" : "with", s->attribute, s->side_faces, s->val_faces);
-    printf("  ratio      p = %s (%s)\n\n", p, s->ratio_source);
+    printf("  mask       cut at %s (%s); the model's p = %s\n\n", cut, s->ratio_source, p);
     row("", "", "results", "sources");
     const char *side = s->add ? "has" : "lacks";
     if (s->classifier) {
@@ -147,11 +147,13 @@ static void print_table(const eval_settings *s, const eval_totals *t, const figu
     row("", label, a, NULL);
     number(f->dlib_distance, 3, a, sizeof a);
     row("", "dlib ResNet: mean distance", a, NULL);
-    snprintf(label, sizeof label, "mask area (p = %s)", p);
+    snprintf(label, sizeof label, "mask area (the model's p = %s)", p);
     number(f->mask_area, 3, a, sizeof a);
     row("locality", label, a, NULL);
-    number(f->mask_area_model, 3, a, sizeof a);
-    row("", "mask area at the model's e > 0.5", a, NULL);
+    if (s->ratio > 0.0f) {
+        number(f->mask_area_model, 3, a, sizeof a);
+        row("", "mask area at the model's e > 0.5", a, NULL);
+    }
     row("", "PSNR, whole face", psnr, NULL);
     number(f->ssim, 4, a, sizeof a);
     row("", "SSIM, whole face", a, NULL);
@@ -169,14 +171,18 @@ static void print_table(const eval_settings *s, const eval_totals *t, const figu
 void eval_print(const eval_settings *s, const eval_totals *t)
 {
     const figures f = compute(t);
-    char p[32], psnr[32], name[256];
+    char cut[32], p[32], psnr[32], name[256];
     if (s->ratio > 0.0f)
-        snprintf(p, sizeof p, "%.3f", s->ratio);
+        snprintf(cut, sizeof cut, "a fraction %.3f", s->ratio);
     else
-        snprintf(p, sizeof p, "e > 0.5");
+        snprintf(cut, sizeof cut, "e > 0.5");
+    if (s->model_ratio > 0.0f)
+        snprintf(p, sizeof p, "%.3f", s->model_ratio);
+    else
+        snprintf(p, sizeof p, "-");
     format_psnr(t, f.psnr, psnr, sizeof psnr);
     model_name(s->model, name, sizeof name);
-    print_table(s, t, &f, p, psnr);
+    print_table(s, t, &f, cut, p, psnr);
 
     char success[64] = "-", opinion[64] = "-", artifacts[64] = "-";
     if (s->classifier)
@@ -187,10 +193,12 @@ void eval_print(const eval_settings *s, const eval_totals *t)
     if (s->denoiser)
         snprintf(artifacts, sizeof artifacts, "%.3g (%.3g)", f.artifact_results,
                  f.artifact_sources);
-    printf("\nMarkdown row for models/README.md (the sources' values in brackets):\n"
+    printf("\nMarkdown row for models/README.md (mask cut at %s; the sources' values in "
+           "brackets):\n"
            "| model | edit | faces | p | mask area | attribute success | faceres opinion | "
            "faceres same person | dlib distance (< 0.6) | PSNR | SSIM | artifacts |\n"
-           "|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+           "|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+           cut);
     printf("| %s | %s %s | %zu | %s | %.3f | %s | %s | %.1f%% | %.3f (%.1f%%) | %s | %.4f | %s |\n",
            name, s->add ? "add" : "remove", s->attribute, t->faces, p, f.mask_area, success,
            opinion, 100.0 * f.faceres_rate, f.dlib_distance, 100.0 * f.dlib_rate, psnr, f.ssim,
@@ -248,8 +256,8 @@ static json_t *build_json(const eval_settings *s, const eval_totals *t)
                                  f.dlib_distance, "dlib_below_threshold", f.dlib_rate);
     json_t *locality = json_pack("{s:f, s:f, s:o, s:f, s:f, s:I}", "mask_area", f.mask_area,
                                  "mask_area_model_threshold", f.mask_area_model, "p",
-                                 setting(s->ratio, s->ratio > 0.0f), "psnr_db", f.psnr, "ssim",
-                                 f.ssim, "unchanged_faces", (json_int_t)t->identical);
+                                 setting(s->model_ratio, s->model_ratio > 0.0f), "psnr_db", f.psnr,
+                                 "ssim", f.ssim, "unchanged_faces", (json_int_t)t->identical);
     json_t *quality = json_pack("{s:o, s:o}", "artifact_results", real(f.artifact_results, dn),
                                 "artifact_sources", real(f.artifact_sources, dn));
     if (!settings || !thresholds || !attribute || !identity || !locality || !quality) {

@@ -38,14 +38,16 @@ void eval_help(void)
          "Measure an attribute model on the CelebA val split, faces the trainer\n"
          "never saw: those without the model's attribute for an \"add\" model, with\n"
          "it for a \"remove\" one (metadata attribute and direction). Each face is\n"
-         "edited at the model's default ratio p, and the inputs and the results\n"
-         "are judged alike:\n"
+         "edited as `diat apply` and the plug-in edit it by default (the model's\n"
+         "own mask threshold e > 0.5, the composition it was trained with), and\n"
+         "the inputs and the results are judged alike:\n"
          "  attribute  the classifier's rate of results on the target side (and\n"
          "             of the unedited sources: the baseline); for Male and Young\n"
          "             also faceres's P(male) > 0.5 and age < 35\n"
          "  identity   faceres verification (distance < 1.0) and dlib's ResNet\n"
          "             distance (mean, and rate below 0.6) between input and result\n"
-         "  locality   mean mask area against p, PSNR and SSIM of the whole face\n"
+         "  locality   mean mask area against the model's p (default_ratio: the\n"
+         "             fraction training aimed at), PSNR and SSIM of the whole face\n"
          "  quality    mean ||DN(y) - y||^2 with a denoiser (results and sources)\n"
          "A table and a Markdown row for models/README.md go to stdout.\n"
          "\n"
@@ -57,8 +59,8 @@ void eval_help(void)
          "                           (it must judge the model's attribute)\n"
          "      --denoiser FILE      denoiser from `diat-train denoiser --export`\n"
          "  -n, --faces N            the first N faces of the side (default: all)\n"
-         "  -p, --ratio P            mask ratio, 0 < P < 1 (default: the model's\n"
-         "                           default_ratio, else its threshold e > 0.5)\n"
+         "  -p, --ratio P            cut the mask at the fraction P of the face\n"
+         "                           instead, 0 < P < 1 (the plug-in's ratio slider)\n"
          "      --json OUT           also write every figure and setting as JSON\n"
          "      --grid OUT.png       also write inputs / masks / results of the\n"
          "                           first 8 faces as a picture\n"
@@ -226,12 +228,13 @@ static int resolve(eval_settings *s, const diat_model *model, char *faceres, cha
     if (s->ratio_option > 0.0f) {
         s->ratio = s->ratio_option;
         s->ratio_source = "--ratio";
-    } else if (s->model_ratio > 0.0f && s->model_ratio < 1.0f) {
-        s->ratio = s->model_ratio;
-        s->ratio_source = "the model's default_ratio";
     } else {
+        /* What a user gets: `diat apply` and the plug-in default to the
+         * model's own threshold, the binarization T and M were trained
+         * with; its area may differ from p, which is only the ratio
+         * regularization's target. */
         s->ratio = DIAT_RATIO_MODEL;
-        s->ratio_source = "the model's threshold e > 0.5 (it has no default_ratio)";
+        s->ratio_source = "the model's own threshold, as `diat apply` and the plug-in edit";
     }
     const char *names[2] = {FACERES_FILE, RECOGNITION_FILE};
     char searched[2048];
