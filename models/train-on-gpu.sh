@@ -9,7 +9,9 @@
 # CELEBA is a carried CelebA folder (tests/cuda/make-device-data.sh makes a
 # subset; CelebA is never committed). INIT_FROM, a shipped model such as
 # models/remove-eyeglasses.safetensors, continues its T and M with a fresh
-# critic (diat-train --init-from: the critic warms up first). Needs the
+# critic (diat-train --init-from: the critic warms up first); a model of a
+# related edit is a start too (--init-other-edit: add-smile for open-mouth
+# or remove-smile, trained here to 65-80% success in 1,000 CPU steps). Needs the
 # build from tests/cuda/prepare-device-run.sh (build-cuda/ and .device/lib
 # carried).
 set -eu
@@ -31,7 +33,7 @@ export LD_LIBRARY_PATH="$root/.device/lib:$lib_dirs"
 train=build-cuda/trainer/diat-train
 work=$(mktemp -d)
 init=()
-[ -z "$init_from" ] || init=(--init-from "$init_from")
+[ -z "$init_from" ] || init=(--init-from "$init_from" --init-other-edit)
 
 echo "== DIAT $attribute $direction, $seconds s ($(date +%T))${init_from:+, from $init_from}"
 "$train" transfer --run-dir "$work/run" --celeba "$celeba" --backend cuda \
