@@ -60,7 +60,7 @@ typedef struct eval_settings {
     int add;                  /* 1: the sources lack the attribute */
     float ratio;              /* the p the edit runs at, or DIAT_RATIO_MODEL */
     float model_ratio;        /* the model's default_ratio, < 0 if none */
-    const char *ratio_source; /* "--ratio", "the model's default_ratio", ... */
+    const char *ratio_source; /* "--ratio" or the model's own threshold */
     eval_opinion opinion;
     size_t val_faces, side_faces; /* val split in all, and on the source side */
     const char *backend_name;
