@@ -53,25 +53,27 @@ if [ $# -eq 0 ]; then
     echo "$0: no attribute model (format diat-model) in models/" >&2
     exit 1
 fi
+# evaluate MODEL [OPTION ...]: `diat eval` with the shipped judges.
+evaluate() {
+    eval_model=$1
+    shift
+    "$diat" eval -m "$eval_model" --celeba "$celeba" \
+        --classifier models/attribute-classifier.safetensors \
+        --denoiser models/denoiser.safetensors --faceres models/faceres.safetensors \
+        --face-recognition models/face-recognition-resnet29.safetensors \
+        ${FACES:+--faces "$FACES"} "$@"
+}
 rows=""
 for model in "$@"; do
     name=$(basename "$model" .safetensors)
     out=$(dirname "$model")/$name.eval.json
-    "$diat" eval -m "$model" --celeba "$celeba" \
-        --classifier models/attribute-classifier.safetensors \
-        --denoiser models/denoiser.safetensors --faceres models/faceres.safetensors \
-        --face-recognition models/face-recognition-resnet29.safetensors \
-        ${FACES:+--faces "$FACES"} --json "$out" --grid "$grid_dir/$name-val-grid.png" \
+    evaluate "$model" --json "$out" --grid "$grid_dir/$name-val-grid.png" \
         >"$grid_dir/$name-eval.txt"
     cat "$grid_dir/$name-eval.txt" >&2
     rows="$rows$(tail -n 1 "$grid_dir/$name-eval.txt")
 "
     for ratio in ${RATIOS:-}; do
-        "$diat" eval -m "$model" --celeba "$celeba" --ratio "$ratio" \
-            --classifier models/attribute-classifier.safetensors \
-            --denoiser models/denoiser.safetensors --faceres models/faceres.safetensors \
-            --face-recognition models/face-recognition-resnet29.safetensors \
-            ${FACES:+--faces "$FACES"} >"$grid_dir/$name-eval-$ratio.txt"
+        evaluate "$model" --ratio "$ratio" >"$grid_dir/$name-eval-$ratio.txt"
         rows="$rows$(tail -n 1 "$grid_dir/$name-eval-$ratio.txt" | sed "s/^| $name |/| $name at ratio $ratio |/")
 "
     done
