@@ -76,7 +76,7 @@ expect_ok "identity fixture, add Male, 50 faces" "$DIAT" eval -m "$FIXTURE" "${E
 cp "$WORK/stdout" "$WORK/identity.txt"
 KEYS='
 settings: model label attribute direction ratio ratio_source celeba split faces_requested
-  faces_on_side val_faces faces classifier denoiser faceres face_recognition backend
+  faces_on_side split_faces faces classifier denoiser faceres face_recognition backend
 thresholds: classifier faceres_distance dlib_distance faceres_male faceres_young_age psnr_cap_db
 attribute: classifier_success classifier_baseline classifier_mean_p_results
   classifier_mean_p_sources faceres_rule faceres_success faceres_baseline faceres_mean_results
@@ -199,10 +199,18 @@ ONE=(-m "$FIXTURE" --attribute Eyeglasses "${THREADS[@]}")
 expect_ok "a two-face CelebA folder" "$DIAT" eval "${ONE[@]}" --celeba "$WORK/small" \
     --json "$WORK/small.json"
 json_check "two faces evaluated" "$WORK/small.json" \
-    "j['settings']['faces'] == 2 == j['settings']['val_faces']"
+    "j['settings']['faces'] == 2 == j['settings']['split_faces'] and j['settings']['split'] == 'val'"
 make_root "$WORK/noval" 0
 expect_error "no val faces" 1 "no image in the val split" "$DIAT" eval "${ONE[@]}" \
     --celeba "$WORK/noval"
+expect_ok "--split train takes the train faces" "$DIAT" eval "${ONE[@]}" --celeba "$WORK/noval" \
+    --split train --json "$WORK/train.json"
+check "the table names the train split" grep -q "2 CelebA train faces without Eyeglasses" \
+    "$WORK/stdout"
+json_check "two train faces evaluated" "$WORK/train.json" \
+    "j['settings']['faces'] == 2 == j['settings']['split_faces'] and j['settings']['split'] == 'train'"
+expect_error "no test faces" 1 "no image in the test split" "$DIAT" eval "${ONE[@]}" \
+    --celeba "$WORK/noval" --split test
 expect_error "no faces on the source side" 2 "None of the 2 val faces" "$DIAT" eval "${ONE[@]}" \
     --celeba "$WORK/small" --direction remove
 cp -r "$WORK/small" "$WORK/corrupt"
@@ -224,6 +232,7 @@ expect_error "missing image" 1 "1 of the 2 val-split images are missing" "$DIAT"
 expect_error "bad --ratio" 2 "between 0 and 1" "$DIAT" eval "${BASE[@]}" --ratio 1.5
 expect_error "bad --faces" 2 "face count" "$DIAT" eval "${BASE[@]}" --faces 0
 expect_error "bad --direction" 2 "add or remove" "$DIAT" eval "${BASE[@]}" --direction sideways
+expect_error "bad --split" 2 "train, val or test" "$DIAT" eval "${BASE[@]}" --split dev
 expect_error "--grid not PNG" 2 ".png" "$DIAT" eval "${BASE[@]}" --grid "$WORK/grid.jpg"
 expect_error "no model" 2 "no model" "$DIAT" eval --celeba "$CELEBA"
 expect_error "no CelebA" 2 "--celeba" "$DIAT" eval -m "$FIXTURE"

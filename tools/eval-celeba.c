@@ -1,4 +1,4 @@
-/* The val split of a CelebA folder, for `diat eval`: read by the data
+/* One split of a CelebA folder, for `diat eval`: read by the data
  * library (data/), the trainer's own reader, so the evaluation sees the same
  * files under the same checks and crops each face exactly as training did. */
 #include "eval.h"
@@ -9,8 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define VAL_SPLIT 1
-
 void eval_faces_free(eval_faces *faces)
 {
     if (!faces) return;
@@ -19,22 +17,28 @@ void eval_faces_free(eval_faces *faces)
     faces->count = 0;
 }
 
-diat_status eval_select_faces(const char *root, const char *attribute, int with, size_t limit,
-                              eval_faces *out, size_t *val_total, size_t *side_total,
-                              diat_error *err)
+const char *eval_split_name(int split)
+{
+    static const char *const names[] = {"train", "val", "test"};
+    return split >= 0 && split < 3 ? names[split] : "?";
+}
+
+diat_status eval_select_faces(const char *root, int split, const char *attribute, int with,
+                              size_t limit, eval_faces *out, size_t *split_total,
+                              size_t *side_total, diat_error *err)
 {
     memset(out, 0, sizeof *out);
-    *val_total = *side_total = 0;
-    diat_status st = diat_celeba_split_faces(root, attribute, with, VAL_SPLIT, &out->paths,
-                                             &out->count, val_total, err);
+    *split_total = *side_total = 0;
+    diat_status st = diat_celeba_split_faces(root, attribute, with, split, &out->paths, &out->count,
+                                             split_total, err);
     if (st != DIAT_OK) return st;
     *side_total = out->count;
     if (out->count == 0) {
         eval_faces_free(out);
         return diat_set_error(err, DIAT_ERR_ARGUMENT,
-                              "None of the %zu val faces in '%s' %s '%s': nothing to %s it %s.",
-                              *val_total, root, with ? "has" : "lacks", attribute,
-                              with ? "remove" : "add", with ? "from" : "to");
+                              "None of the %zu %s faces in '%s' %s '%s': nothing to %s it %s.",
+                              *split_total, eval_split_name(split), root, with ? "has" : "lacks",
+                              attribute, with ? "remove" : "add", with ? "from" : "to");
     }
     for (; limit && out->count > limit; out->count--) free(out->paths[out->count - 1]);
     return DIAT_OK;

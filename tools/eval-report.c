@@ -107,8 +107,9 @@ static void print_table(const eval_settings *s, const eval_totals *t, const figu
     char a[32], b[32], label[96];
     printf("diat eval: %s\n", s->label);
     printf("  model      %s (%s %s)\n", s->model, s->add ? "add" : "remove", s->attribute);
-    printf("  faces      %zu CelebA val faces %s %s (of %zu; val split %zu)\n", t->faces,
-           s->add ? "without" : "with", s->attribute, s->side_faces, s->val_faces);
+    const char *split = eval_split_name(s->split);
+    printf("  faces      %zu CelebA %s faces %s %s (of %zu; %s split %zu)\n", t->faces, split,
+           s->add ? "without" : "with", s->attribute, s->side_faces, split, s->split_faces);
     printf("  mask       cut at %s (%s); the model's p = %s\n\n", cut, s->ratio_source, p);
     row("", "", "results", "sources");
     const char *side = s->add ? "has" : "lacks";
@@ -233,9 +234,9 @@ static json_t *build_json(const eval_settings *s, const eval_totals *t)
         "{s:s, s:s, s:s, s:s, s:o, s:s, s:s, s:s, s:o, s:I, s:I, s:I, s:o, s:o, s:s, s:s, s:s}",
         "model", s->model, "label", s->label, "attribute", s->attribute, "direction",
         s->add ? "add" : "remove", "ratio", setting(s->ratio, s->ratio > 0.0f), "ratio_source",
-        s->ratio_source, "celeba", s->celeba, "split", "val", "faces_requested",
+        s->ratio_source, "celeba", s->celeba, "split", eval_split_name(s->split), "faces_requested",
         s->faces_requested ? json_integer(s->faces_requested) : json_null(), "faces_on_side",
-        (json_int_t)s->side_faces, "val_faces", (json_int_t)s->val_faces, "faces",
+        (json_int_t)s->side_faces, "split_faces", (json_int_t)s->split_faces, "faces",
         (json_int_t)t->faces, "classifier", text_or_null(s->classifier), "denoiser",
         text_or_null(s->denoiser), "faceres", s->faceres, "face_recognition", s->recognition,
         "backend", s->backend_name);

@@ -2,7 +2,9 @@
  *
  * The faces are the val split's source side (without the attribute for an
  * "add" model, with it for a "remove" one), in the partition file's order,
- * so two runs with the same --faces see the same faces. Each is edited at
+ * so two runs with the same --faces see the same faces. --split train takes
+ * them from the train split instead, so checkpoints can be compared without
+ * choosing on the val faces the figures are then reported on. Each is edited at
  * one ratio p, and the input and the result are both judged: every figure
  * comes with the unedited faces' value beside it, because a classifier's
  * 80% means little until one knows it says 10% of the sources already.
@@ -59,6 +61,9 @@ void eval_help(void)
          "                           (it must judge the model's attribute)\n"
          "      --denoiser FILE      denoiser from `diat-train denoiser --export`\n"
          "  -n, --faces N            the first N faces of the side (default: all)\n"
+         "      --split val|train|test  the CelebA split to take them from (default\n"
+         "                           val; train, say, to choose between checkpoints\n"
+         "                           without looking at the faces that are reported)\n"
          "  -p, --ratio P            cut the mask at the fraction P of the face\n"
          "                           instead, 0 < P < 1 (the plug-in's ratio slider)\n"
          "      --json OUT           also write every figure and setting as JSON\n"
@@ -112,7 +117,8 @@ static int parse_options(int argc, char *argv[], eval_settings *s)
         OPT_DIRECTION,
         OPT_FACERES,
         OPT_RECOGNITION,
-        OPT_BACKEND
+        OPT_BACKEND,
+        OPT_SPLIT
     };
     static const struct option options[] = {
         {"model", required_argument, NULL, 'm'},
@@ -120,6 +126,7 @@ static int parse_options(int argc, char *argv[], eval_settings *s)
         {"classifier", required_argument, NULL, OPT_CLASSIFIER},
         {"denoiser", required_argument, NULL, OPT_DENOISER},
         {"faces", required_argument, NULL, 'n'},
+        {"split", required_argument, NULL, OPT_SPLIT},
         {"ratio", required_argument, NULL, 'p'},
         {"json", required_argument, NULL, OPT_JSON},
         {"grid", required_argument, NULL, OPT_GRID},
@@ -132,7 +139,7 @@ static int parse_options(int argc, char *argv[], eval_settings *s)
         {"quiet", no_argument, NULL, 'q'},
         {"help", no_argument, NULL, 'h'},
         {0, 0, 0, 0}};
-    *s = (eval_settings){.ratio_option = -1.0f, .backend = DIAT_BACKEND_AUTO};
+    *s = (eval_settings){.ratio_option = -1.0f, .split = 1, .backend = DIAT_BACKEND_AUTO};
     int c;
     long number;
     opterr = 0;
@@ -157,6 +164,13 @@ static int parse_options(int argc, char *argv[], eval_settings *s)
                 return cli_usage_error("eval",
                                        "the mask ratio p must be a number between 0 and 1 "
                                        "(exclusive), got ",
+                                       optarg);
+            break;
+        case OPT_SPLIT:
+            for (s->split = 0; s->split < 3; s->split++)
+                if (strcmp(optarg, eval_split_name(s->split)) == 0) break;
+            if (s->split == 3)
+                return cli_usage_error("eval", "the split must be train, val or test, got ",
                                        optarg);
             break;
         case OPT_JSON: s->json = optarg; break;
@@ -386,8 +400,8 @@ int command_eval(int argc, char *argv[])
     if (diat_model_load(ctx, s.model, &model, &err) != DIAT_OK) goto engine_error;
     if ((rc = resolve(&s, model, faceres, recognition, sizeof faceres)) != 0) goto done;
     rc = EXIT_RUNTIME;
-    if (eval_select_faces(s.celeba, s.attribute, !s.add, (size_t)s.faces_requested, &faces,
-                          &s.val_faces, &s.side_faces, &err) != DIAT_OK)
+    if (eval_select_faces(s.celeba, s.split, s.attribute, !s.add, (size_t)s.faces_requested, &faces,
+                          &s.split_faces, &s.side_faces, &err) != DIAT_OK)
         goto engine_error;
     if (eval_judges_load(&judges, ctx, &s, &err) != DIAT_OK) goto engine_error;
     if (s.grid && !(grid = calloc(1, sizeof *grid))) {
@@ -395,8 +409,9 @@ int command_eval(int argc, char *argv[])
         goto engine_error;
     }
     if (!s.quiet)
-        fprintf(stderr, "diat: evaluating '%s' (%s %s) on %zu CelebA val faces %s it\n", s.model,
-                s.add ? "add" : "remove", s.attribute, faces.count, s.add ? "without" : "with");
+        fprintf(stderr, "diat: evaluating '%s' (%s %s) on %zu CelebA %s faces %s it\n", s.model,
+                s.add ? "add" : "remove", s.attribute, faces.count, eval_split_name(s.split),
+                s.add ? "without" : "with");
     if (run(&s, model, &judges, &faces, grid, &totals, &err) != DIAT_OK) goto engine_error;
     if (s.json && eval_write_json(s.json, &s, &totals, &err) != DIAT_OK) goto engine_error;
     if (s.grid && eval_write_grid(s.grid, grid, &err) != DIAT_OK) goto engine_error;

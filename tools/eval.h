@@ -2,7 +2,7 @@
  * never saw (issue 7). Split over four files:
  *
  *   eval.c          options, the run over the faces, the per-face figures
- *   eval-celeba.c   the val split of a CelebA folder and its face crops
+ *   eval-celeba.c   a split of a CelebA folder (val by default) and its face crops
  *   eval-metrics.c  the judges (classifier, faceres, dlib's ResNet, the
  *                   denoiser) and the image measures (PSNR, SSIM)
  *   eval-report.c   the table, the Markdown row, the JSON file and the grid
@@ -62,7 +62,8 @@ typedef struct eval_settings {
     float model_ratio;        /* the model's default_ratio, < 0 if none */
     const char *ratio_source; /* "--ratio" or the model's own threshold */
     eval_opinion opinion;
-    size_t val_faces, side_faces; /* val split in all, and on the source side */
+    int split;                      /* CelebA split: 0 train, 1 val (default), 2 test */
+    size_t split_faces, side_faces; /* the split in all, and its source side */
     const char *backend_name;
 } eval_settings;
 
@@ -73,13 +74,17 @@ typedef struct eval_faces {
     size_t count;
 } eval_faces;
 
-/* The val-split faces of the CelebA folder `root` (read by the trainer's
- * reader, data/celeba.c) whose `attribute` is `with` (1 has it, 0 lacks
- * it), the first `limit` of them (0: all). `val_total` and `side_total`
- * receive the sizes before the limit. None on that side is an error. */
-diat_status eval_select_faces(const char *root, const char *attribute, int with, size_t limit,
-                              eval_faces *out, size_t *val_total, size_t *side_total,
-                              diat_error *err);
+/* The faces of CelebA split `split` (0 train, 1 val, 2 test) in the folder
+ * `root` (read by the trainer's reader, data/celeba.c) whose `attribute` is
+ * `with` (1 has it, 0 lacks it), the first `limit` of them (0: all).
+ * `split_total` and `side_total` receive the sizes before the limit. None
+ * on that side is an error. */
+diat_status eval_select_faces(const char *root, int split, const char *attribute, int with,
+                              size_t limit, eval_faces *out, size_t *split_total,
+                              size_t *side_total, diat_error *err);
+
+/* "train", "val" or "test" for split 0, 1 or 2. */
+const char *eval_split_name(int split);
 void eval_faces_free(eval_faces *faces);
 
 /* Face `path` as the trainer crops it (square images whole, 178x218 aligned
