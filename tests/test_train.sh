@@ -54,7 +54,7 @@ expect_ok "denoiser exports" "$TRAIN" --run-dir "$WORK/dn" --export "$WORK/dn.sa
 # ---- a short DIAT run with every loss term ----
 expect_ok "DIAT trains 200 steps" "$TRAIN" "${DATA[@]}" "${SMALL[@]}" --run-dir "$WORK/run" \
     --steps 200 --n-critic 2 --denoiser "$WORK/dn.safetensors" --face-recognition "$FR_MODEL" \
-    --checkpoint-every 100 --sample-every 100
+    --checkpoint-every 100 --sample-every 100 --keep-exports
 csv_check "every loss term finite" "$WORK/run/log.csv" '
     NR > 1 { for (i = 3; i <= 12; i++) if ($i != $i + 0 || $i ~ /nan|inf/) { print "row " NR " col " i ": " $i; exit 1 } }
     END { if (NR != 201) { print NR " rows"; exit 1 } }'
@@ -78,6 +78,20 @@ csv_check "mask ratio moves towards p" "$WORK/run/log.csv" '
 for f in checkpoint.safetensors loss.png samples/step-0000100.png samples/step-0000200.png; do
     if [ -s "$WORK/run/$f" ]; then pass "run wrote $f"; else fail "run wrote $f"; fi
 done
+
+# --keep-exports: an F16 model at each checkpoint, each with its own step.
+kept_exports() {
+    local step
+    for step in 100 200; do
+        "$DIAT" info "$WORK/run/exports/step-0000$step.safetensors" >"$WORK/info" 2>&1 &&
+            grep -q "training_iterations: $step\$" "$WORK/info" &&
+            grep -q "format: diat-model" "$WORK/info" && grep -q " F16 " "$WORK/info" || return 1
+    done
+    [ "$(ls "$WORK/run/exports")" = "$(printf 'step-0000100.safetensors\nstep-0000200.safetensors')" ]
+}
+check "--keep-exports: an F16 model per checkpoint, nothing else" kept_exports
+expect_error "--keep-exports is for transfer runs" "transfer runs" "$TRAIN" denoiser \
+    --celeba "$CELEBA" --run-dir "$WORK/dn-keep" --keep-exports --steps 1 --quiet
 
 # ---- export into a model diat apply loads ----
 expect_ok "export F16 (settings from the checkpoint)" "$TRAIN" --run-dir "$WORK/run" \

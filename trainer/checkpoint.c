@@ -522,12 +522,11 @@ static void label_of(const train_options *o, char *text, size_t size)
         if (*c == '_') *c = ' ';
 }
 
-diat_status export_model(const trainer *tr, const char *path, diat_error *err)
+diat_status export_model(const trainer *tr, const char *path, diat_dtype dtype, diat_error *err)
 {
     const train_options *o = &tr->opt;
     diat_st_writer *w = diat_st_writer_new();
     if (!w) return diat_set_error(err, DIAT_ERR_MEMORY, "Out of memory exporting.");
-    diat_dtype dtype = o->export_f16 ? DIAT_DTYPE_F16 : DIAT_DTYPE_F32;
     char date[32], label[128], text[512];
     time_t now = time(NULL);
     strftime(date, sizeof date, "%Y-%m-%d", gmtime(&now));

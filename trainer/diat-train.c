@@ -76,7 +76,8 @@ static int run_export(trainer *tr, const char *checkpoint)
     /* A classifier's export carries its val-split accuracy at this step. */
     if (checkpoint_load(tr, checkpoint, &err) ||
         (tr->opt.mode == TRAIN_CLASSIFIER && classifier_evaluate_run(tr, &err)) ||
-        export_model(tr, tr->opt.export_path, &err))
+        export_model(tr, tr->opt.export_path, tr->opt.export_f16 ? DIAT_DTYPE_F16 : DIAT_DTYPE_F32,
+                     &err))
         return fail(&err);
     printf("diat-train: exported step %ld to %s\n", tr->step, tr->opt.export_path);
     return 0;
@@ -99,6 +100,13 @@ static int save_outputs(trainer *tr, const char *checkpoint, const char *log, co
 {
     diat_error err = {0};
     if (with_checkpoint && checkpoint_save(tr, checkpoint, &err)) return fail(&err);
+    if (with_checkpoint && tr->opt.keep_exports && tr->step > 0) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/exports", tr->opt.run_dir);
+        if (make_dir(path)) return 1;
+        snprintf(path, sizeof path, "%s/exports/step-%07ld.safetensors", tr->opt.run_dir, tr->step);
+        if (export_model(tr, path, DIAT_DTYPE_F16, &err)) return fail(&err);
+    }
     if (report_loss_plot(log, plot, tr->opt.mode, &err)) return fail(&err);
     if (with_samples) {
         char path[4096];

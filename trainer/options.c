@@ -162,6 +162,10 @@ static void usage(FILE *out)
             "  --checkpoint-every N   steps between checkpoints (default 500; also on\n"
             "                         SIGINT/SIGTERM and at the end)\n"
             "  --sample-every N       steps between sample grids (default 250)\n"
+            "  --keep-exports         also export an F16 model at every checkpoint, to\n"
+            "                         DIR/exports/step-NNNNNNN.safetensors (the checkpoint\n"
+            "                         holds only the latest step; GAN runs swing, so keep\n"
+            "                         the steps to choose from; give it again on --resume)\n"
             "  --export FILE          write the inference model (T and M; or DN) from the\n"
             "                         run's checkpoint and exit; --f16 stores F16\n"
             "  --threads N            CPU threads (default: all cores)\n"
@@ -225,6 +229,7 @@ enum {
     OPT_SAMPLE_EVERY,
     OPT_EXPORT,
     OPT_F16,
+    OPT_KEEP_EXPORTS,
     OPT_THREADS,
     OPT_BACKEND,
     OPT_QUIET,
@@ -278,6 +283,7 @@ static const struct option longopts[] = {
     {"sample-every", 1, 0, OPT_SAMPLE_EVERY},
     {"export", 1, 0, OPT_EXPORT},
     {"f16", 0, 0, OPT_F16},
+    {"keep-exports", 0, 0, OPT_KEEP_EXPORTS},
     {"threads", 1, 0, OPT_THREADS},
     {"backend", 1, 0, OPT_BACKEND},
     {"quiet", 0, 0, OPT_QUIET},
@@ -414,6 +420,10 @@ int train_options_check(train_options *o)
                 "diat-train: error: --init-from starts a new run; it does not go with "
                 "%s (a resumed run keeps the weights its checkpoint holds)\n",
                 o->resume ? "--resume" : "--export");
+        return -1;
+    }
+    if (o->keep_exports && o->mode != TRAIN_TRANSFER) {
+        fprintf(stderr, "diat-train: error: --keep-exports applies to transfer runs\n");
         return -1;
     }
     if (o->init_other_edit && !o->init_from) {
@@ -602,6 +612,7 @@ int train_options_parse(int argc, char **argv, train_options *o)
             break;
         case OPT_EXPORT: o->export_path = optarg; break;
         case OPT_F16: o->export_f16 = 1; break;
+        case OPT_KEEP_EXPORTS: o->keep_exports = 1; break;
         case OPT_THREADS: bad = parse_int(optarg, "--threads", 0, 1024, &o->threads); break;
         case OPT_BACKEND: o->backend = optarg; break;
         case OPT_QUIET: o->quiet = 1; break;

@@ -53,6 +53,7 @@ typedef struct train_options {
     const char *denoiser_path, *face_recognition_path;
     const char *export_path;
     int export_f16;
+    int keep_exports; /* an F16 model in DIR/exports/ at every checkpoint */
     int resume;
     /* --init-from: T and M from a shipped model; a fresh D first trains
      * alone for critic_warmup critic steps */

@@ -122,8 +122,9 @@ diat_status checkpoint_read_settings(const char *path, train_options *o, diat_er
  * run's provenance. */
 diat_status checkpoint_read_resume(const char *path, train_options *o, diat_error *err);
 
-/* The inference model (T and M), or the denoiser, with full metadata. */
-diat_status export_model(const trainer *tr, const char *path, diat_error *err);
+/* The inference model (T and M), or the denoiser, with full metadata;
+ * weights in `dtype` (F16 or F32). */
+diat_status export_model(const trainer *tr, const char *path, diat_dtype dtype, diat_error *err);
 
 /* The attribute classifier's run (classifier.c). Setup after the context
  * exists (data unless exporting or evaluating, network, Adam, buffers). */
