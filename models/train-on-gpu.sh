@@ -1,8 +1,10 @@
 #!/bin/bash
 # One training run on the GPU machine (device tool), in one call: train DIAT
 # for a time budget against the shipped denoiser, export the F16 model, and
-# leave the model, the run's log.csv, its loss plot and its last sample grid
-# in $OUT (the files that come back).
+# leave the model, the run's log.csv, its loss plot, its last sample grid and
+# an F16 export of every 2,000th step (--keep-exports, in NAME-exports/) in
+# $OUT (the files that come back): GAN runs swing, so the step to ship is
+# chosen afterwards with `diat eval --split train`.
 #
 #   models/train-on-gpu.sh CELEBA ATTRIBUTE DIRECTION NAME SECONDS [INIT_FROM]
 #
@@ -39,10 +41,11 @@ echo "== DIAT $attribute $direction, $seconds s ($(date +%T))${init_from:+, from
 "$train" transfer --run-dir "$work/run" --celeba "$celeba" --backend cuda \
     --threads "$(nproc)" --batch 64 --quiet --attribute "$attribute" --direction "$direction" \
     --denoiser models/denoiser.safetensors "${init[@]}" --steps 1000000 \
-    --max-time "$seconds" --sample-every 500 --checkpoint-every 1000000
+    --max-time "$seconds" --sample-every 500 --checkpoint-every 2000 --keep-exports
 "$train" --run-dir "$work/run" --export "$out/$name.safetensors" --f16
 cp "$work/run/log.csv" "$out/$name-log.csv"
 cp "$work/run/loss.png" "$out/$name-loss.png"
 last=$(ls "$work/run/samples" | tail -1)
 [ -z "$last" ] || cp "$work/run/samples/$last" "$out/$name-samples.png"
+cp -r "$work/run/exports" "$out/$name-exports"
 echo "== done ($(date +%T)): $(wc -l <"$work/run/log.csv") log rows; $(ls -la "$out" | wc -l) files"
