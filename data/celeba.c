@@ -27,6 +27,11 @@
 
 static const char *const split_names[3] = {"train", "val", "test"};
 
+const char *diat_celeba_split_name(int split)
+{
+    return split >= 0 && split < 3 ? split_names[split] : NULL;
+}
+
 /* A whole text file, NUL-terminated, and a cursor over its lines. */
 typedef struct text_file {
     char path[4096];

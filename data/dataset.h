@@ -151,4 +151,7 @@ diat_status diat_celeba_split_faces(const char *root, const char *attribute, int
                                     diat_error *err);
 void diat_celeba_free_paths(char **paths, size_t count);
 
+/* "train", "val" or "test" for CelebA split 0, 1 or 2; NULL for any other. */
+const char *diat_celeba_split_name(int split);
+
 #endif /* DIAT_DATA_DATASET_H */

@@ -17,12 +17,6 @@ void eval_faces_free(eval_faces *faces)
     faces->count = 0;
 }
 
-const char *eval_split_name(int split)
-{
-    static const char *const names[] = {"train", "val", "test"};
-    return split >= 0 && split < 3 ? names[split] : "?";
-}
-
 diat_status eval_select_faces(const char *root, int split, const char *attribute, int with,
                               size_t limit, eval_faces *out, size_t *split_total,
                               size_t *side_total, diat_error *err)
@@ -37,8 +31,9 @@ diat_status eval_select_faces(const char *root, int split, const char *attribute
         eval_faces_free(out);
         return diat_set_error(err, DIAT_ERR_ARGUMENT,
                               "None of the %zu %s faces in '%s' %s '%s': nothing to %s it %s.",
-                              *split_total, eval_split_name(split), root, with ? "has" : "lacks",
-                              attribute, with ? "remove" : "add", with ? "from" : "to");
+                              *split_total, diat_celeba_split_name(split), root,
+                              with ? "has" : "lacks", attribute, with ? "remove" : "add",
+                              with ? "from" : "to");
     }
     for (; limit && out->count > limit; out->count--) free(out->paths[out->count - 1]);
     return DIAT_OK;

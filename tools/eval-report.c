@@ -7,6 +7,7 @@
  */
 #include "eval.h"
 
+#include "dataset.h"
 #include "image-io.h"
 
 #include <jansson.h>
@@ -107,7 +108,7 @@ static void print_table(const eval_settings *s, const eval_totals *t, const figu
     char a[32], b[32], label[96];
     printf("diat eval: %s\n", s->label);
     printf("  model      %s (%s %s)\n", s->model, s->add ? "add" : "remove", s->attribute);
-    const char *split = eval_split_name(s->split);
+    const char *split = diat_celeba_split_name(s->split);
     printf("  faces      %zu CelebA %s faces %s %s (of %zu; %s split %zu)\n", t->faces, split,
            s->add ? "without" : "with", s->attribute, s->side_faces, split, s->split_faces);
     printf("  mask       cut at %s (%s); the model's p = %s\n\n", cut, s->ratio_source, p);
@@ -234,10 +235,10 @@ static json_t *build_json(const eval_settings *s, const eval_totals *t)
         "{s:s, s:s, s:s, s:s, s:o, s:s, s:s, s:s, s:o, s:I, s:I, s:I, s:o, s:o, s:s, s:s, s:s}",
         "model", s->model, "label", s->label, "attribute", s->attribute, "direction",
         s->add ? "add" : "remove", "ratio", setting(s->ratio, s->ratio > 0.0f), "ratio_source",
-        s->ratio_source, "celeba", s->celeba, "split", eval_split_name(s->split), "faces_requested",
-        s->faces_requested ? json_integer(s->faces_requested) : json_null(), "faces_on_side",
-        (json_int_t)s->side_faces, "split_faces", (json_int_t)s->split_faces, "faces",
-        (json_int_t)t->faces, "classifier", text_or_null(s->classifier), "denoiser",
+        s->ratio_source, "celeba", s->celeba, "split", diat_celeba_split_name(s->split),
+        "faces_requested", s->faces_requested ? json_integer(s->faces_requested) : json_null(),
+        "faces_on_side", (json_int_t)s->side_faces, "split_faces", (json_int_t)s->split_faces,
+        "faces", (json_int_t)t->faces, "classifier", text_or_null(s->classifier), "denoiser",
         text_or_null(s->denoiser), "faceres", s->faceres, "face_recognition", s->recognition,
         "backend", s->backend_name);
     json_t *thresholds =

@@ -14,6 +14,7 @@
  * whole evaluation succeeded.
  */
 #include "cli.h"
+#include "dataset.h"
 #include "eval.h"
 
 #include "image-io.h"
@@ -167,9 +168,9 @@ static int parse_options(int argc, char *argv[], eval_settings *s)
                                        optarg);
             break;
         case OPT_SPLIT:
-            for (s->split = 0; s->split < 3; s->split++)
-                if (strcmp(optarg, eval_split_name(s->split)) == 0) break;
-            if (s->split == 3)
+            for (s->split = 0; diat_celeba_split_name(s->split); s->split++)
+                if (strcmp(optarg, diat_celeba_split_name(s->split)) == 0) break;
+            if (!diat_celeba_split_name(s->split))
                 return cli_usage_error("eval", "the split must be train, val or test, got ",
                                        optarg);
             break;
@@ -410,7 +411,7 @@ int command_eval(int argc, char *argv[])
     }
     if (!s.quiet)
         fprintf(stderr, "diat: evaluating '%s' (%s %s) on %zu CelebA %s faces %s it\n", s.model,
-                s.add ? "add" : "remove", s.attribute, faces.count, eval_split_name(s.split),
+                s.add ? "add" : "remove", s.attribute, faces.count, diat_celeba_split_name(s.split),
                 s.add ? "without" : "with");
     if (run(&s, model, &judges, &faces, grid, &totals, &err) != DIAT_OK) goto engine_error;
     if (s.json && eval_write_json(s.json, &s, &totals, &err) != DIAT_OK) goto engine_error;

@@ -83,8 +83,6 @@ diat_status eval_select_faces(const char *root, int split, const char *attribute
                               size_t limit, eval_faces *out, size_t *split_total,
                               size_t *side_total, diat_error *err);
 
-/* "train", "val" or "test" for split 0, 1 or 2. */
-const char *eval_split_name(int split);
 void eval_faces_free(eval_faces *faces);
 
 /* Face `path` as the trainer crops it (square images whole, 178x218 aligned

@@ -229,7 +229,9 @@ int main(int argc, char **argv)
         int stop = stop_signal || (opt.max_time > 0 && elapsed >= opt.max_time);
         int checkpoint_due = stop || done % opt.checkpoint_every == 0;
         int samples_due = !warming && tr.step % opt.sample_every == 0;
-        if ((checkpoint_due || samples_due) &&
+        /* The last step's outputs are saved once, after the loop. */
+        int last_step = tr.step >= opt.steps && tr.warmup_done >= opt.critic_warmup;
+        if (!last_step && (checkpoint_due || samples_due) &&
             (rc = save_outputs(&tr, checkpoint, log, plot, samples_dir, checkpoint_due,
                                samples_due)))
             break;
@@ -239,6 +241,7 @@ int main(int argc, char **argv)
         }
     }
     int finished = tr.step >= opt.steps && tr.warmup_done >= opt.critic_warmup;
+    int trained = rc == 0; /* the loop ended cleanly: its last step is kept */
     /* A classifier's run ends with its val-split accuracy (also after the
      * time budget; not when interrupted), kept in the checkpoint for export. */
     int evaluated = 0;
@@ -252,8 +255,11 @@ int main(int argc, char **argv)
             evaluated = 1;
         }
     }
-    if (rc == 0 && (finished || evaluated))
-        rc = save_outputs(&tr, checkpoint, log, plot, samples_dir, 1, finished);
+    /* Also when the classifier's evaluation failed: the steps are not lost. */
+    if (trained && (finished || evaluated)) {
+        int saved = save_outputs(&tr, checkpoint, log, plot, samples_dir, 1, finished);
+        if (rc == 0) rc = saved;
+    }
     if (!opt.quiet)
         fprintf(stderr, "\ndiat-train: %s at step %ld (%zu unreadable images skipped)%s\n", reason,
                 tr.step, diat_dataset_skipped(tr.data),
