@@ -9,7 +9,9 @@
 #
 # Without MODEL arguments every models/*.safetensors whose format is
 # diat-model is evaluated. DIAT names the `diat` program (default
-# build/tools/diat); FACES=N evaluates only the first N faces of each.
+# build/tools/diat); FACES=N evaluates only the first N faces of each;
+# SPLIT=train judges on train faces instead of val (`diat eval --split`:
+# choosing among a run's --keep-exports without looking at val).
 # Faces are edited as `diat apply` and the plug-in edit by default (the
 # model's own mask threshold). RATIOS="0.2 0.3" adds, per model, a row for
 # each mask ratio P (`diat eval --ratio P`, the plug-in's ratio slider):
@@ -61,7 +63,7 @@ evaluate() {
         --classifier models/attribute-classifier.safetensors \
         --denoiser models/denoiser.safetensors --faceres models/faceres.safetensors \
         --face-recognition models/face-recognition-resnet29.safetensors \
-        ${FACES:+--faces "$FACES"} "$@"
+        ${FACES:+--faces "$FACES"} ${SPLIT:+--split "$SPLIT"} "$@"
 }
 rows=""
 for model in "$@"; do
