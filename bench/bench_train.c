@@ -434,6 +434,8 @@ static diat_status time_parts_once(trainer *tr, double seconds[PART_COUNT], diat
     diat_context_synchronize(ctx);
     t = now_seconds();
 
+    /* As steps.c: D passes gradients back to y only, no weight gradients. */
+    diat_net_set_trainable(&d->net, 0);
     if ((st = diat_critic_forward(d, &tr->sources, err))) return st;
     copy_into(tr, &d->feat[3], &tr->feat4_x);
     copy_into(tr, &d->feat[4], &tr->feat5_x);
@@ -450,8 +452,9 @@ static diat_status time_parts_once(trainer *tr, double seconds[PART_COUNT], diat
         be->squared_error_backward(ctx, fy[k]->data, fx[k]->data, count, scale, dfeat[k]->data,
                                    NULL);
     }
-    if ((st = diat_critic_backward(d, &tr->dscore, &tr->dfeat4, &tr->dfeat5, &tr->dresult, err)))
-        return st;
+    st = diat_critic_backward(d, &tr->dscore, &tr->dfeat4, &tr->dfeat5, &tr->dresult, err);
+    diat_net_set_trainable(&d->net, 1);
+    if (st) return st;
     seconds[PART_D_PERCEPTUAL] = elapsed_since(tr, &t);
 
     seconds[PART_PHI] = 0.0;
