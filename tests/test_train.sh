@@ -79,12 +79,14 @@ for f in checkpoint.safetensors loss.png samples/step-0000100.png samples/step-0
     if [ -s "$WORK/run/$f" ]; then pass "run wrote $f"; else fail "run wrote $f"; fi
 done
 
-# --keep-exports: an F16 model at each checkpoint, each with its own step.
+# --keep-exports: an F16 model at each checkpoint, each with its own step
+# and, as --export writes them, the run's training settings.
 kept_exports() {
     local step
     for step in 100 200; do
         "$DIAT" info "$WORK/run/exports/step-0000$step.safetensors" >"$WORK/info" 2>&1 &&
             grep -q "training_iterations: $step\$" "$WORK/info" &&
+            grep -Eq "^  training_settings: lambda_gp=.* n_critic=" "$WORK/info" &&
             grep -q "format: diat-model" "$WORK/info" && grep -q " F16 " "$WORK/info" || return 1
     done
     [ "$(ls "$WORK/run/exports")" = "$(printf 'step-0000100.safetensors\nstep-0000200.safetensors')" ]

@@ -131,6 +131,9 @@ int main(int argc, char **argv)
     join(plot, sizeof plot, opt.run_dir, "loss.png");
     join(samples_dir, sizeof samples_dir, opt.run_dir, "samples");
     int reading = opt.export_path || opt.evaluate; /* the run's checkpoint, nothing else */
+    /* A training run knows its objective (given, or its checkpoint's on
+     * --resume), so the exports it keeps state it as --export does. */
+    opt.objective_known = !reading;
     if (!reading && !opt.resume && file_exists(checkpoint)) {
         fprintf(stderr,
                 "diat-train: error: %s already holds a run; continue it with --resume or choose "
