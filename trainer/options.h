@@ -83,7 +83,8 @@ typedef struct train_options {
     /* provenance of an --init-from run ("NAME (SIZE bytes, FNV-1a ...)"),
      * kept in its checkpoints and exports; empty otherwise */
     char init_note[512];
-    int objective_known; /* an export read the run's lambdas, n_critic, lr and betas */
+    int objective_known; /* lambdas, n_critic, lr, betas known: a training run's, or
+                            read from the checkpoint by --export */
 } train_options;
 
 /* Parse argv. Returns 0 to run, 1 when --help was printed, 2 on a usage
