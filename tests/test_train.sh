@@ -140,6 +140,61 @@ if grep -aq '"opt.face_recognition":"/[^"]*/face-recognition-resnet29.safetensor
     "$WORK/phi/checkpoint.safetensors"; then pass "the checkpoint records phi's absolute path"
 else fail "the checkpoint records phi's absolute path"; fi
 
+# ---- --ema: exports hold a moving average of T and M's weights ----
+# F32 tensors of export A (the average) against d*B + (1-d)*C, stdlib only.
+EMA_FORMULA='
+import array, json, struct, sys
+def tensors(path):
+    data = open(path, "rb").read(); n = struct.unpack("<Q", data[:8])[0]
+    header = json.loads(data[8:8 + n]); out = {}
+    for name, t in header.items():
+        if name == "__metadata__": continue
+        start, end = t["data_offsets"]; a = array.array("f")
+        a.frombytes(data[8 + n + start:8 + n + end]); out[name] = a
+    return out
+avg, before, after = (tensors(p) for p in sys.argv[1:4]); d = float(sys.argv[4])
+worst = max(abs(e - (d * b + (1 - d) * a)) for k in avg for e, b, a in zip(avg[k], before[k], after[k]))
+moved = max(abs(b - a) for k in avg for b, a in zip(before[k], after[k]))
+print("tensors", len(avg), "worst", worst, "moved", moved)
+sys.exit(0 if len(avg) == len(before) and worst < 1e-6 and moved > 1e-4 else 1)'
+expect_ok "weights at step 0" "$TRAIN" "${FAST[@]}" --run-dir "$WORK/ema-w0" --steps 0
+expect_ok "weights at step 1" "$TRAIN" "${FAST[@]}" --run-dir "$WORK/ema-w1" --steps 1
+expect_ok "--ema 0.75: one step" "$TRAIN" "${FAST[@]}" --run-dir "$WORK/ema-1" --steps 1 --ema 0.75
+for r in ema-w0 ema-w1 ema-1; do "$TRAIN" --run-dir "$WORK/$r" --export "$WORK/$r.safetensors" >/dev/null; done
+check "--ema 0.75: the export is 0.75 w0 + 0.25 w1" python3 -c "$EMA_FORMULA" \
+    "$WORK/ema-1.safetensors" "$WORK/ema-w0.safetensors" "$WORK/ema-w1.safetensors" 0.75
+expect_ok "diat info reads the averaged export" "$DIAT" info "$WORK/ema-1.safetensors"
+if grep -q "training_settings: .* ema=0.75$" "$WORK/stdout"; then pass "the export states its average"
+else fail "the export states its average"; fi
+# The checkpoint keeps the average: 2 + 2 steps equal 4 straight, and the
+# models kept at checkpoints hold the average as --export writes it.
+expect_ok "--ema: straight 4 steps" "$TRAIN" "${FAST[@]}" --run-dir "$WORK/ema-straight" \
+    --steps 4 --ema 0.75 --keep-exports --checkpoint-every 2
+expect_ok "--ema: first 2 steps" "$TRAIN" "${FAST[@]}" --run-dir "$WORK/ema-split" --steps 2 --ema 0.75
+expect_ok "--ema: resume to 4 (the run keeps its --ema)" "$TRAIN" "${FAST[@]}" \
+    --run-dir "$WORK/ema-split" --steps 4 --resume
+"$TRAIN" --run-dir "$WORK/ema-straight" --export "$WORK/ema-straight.safetensors" >/dev/null
+"$TRAIN" --run-dir "$WORK/ema-split" --export "$WORK/ema-split.safetensors" >/dev/null
+check "--ema: the resumed run's average equals the straight run's" \
+    cmp -s "$WORK/ema-straight.safetensors" "$WORK/ema-split.safetensors"
+"$TRAIN" --run-dir "$WORK/ema-straight" --export "$WORK/ema-straight16.safetensors" --f16 >/dev/null
+check "--ema: --keep-exports hold the average" \
+    cmp -s "$WORK/ema-straight16.safetensors" "$WORK/ema-straight/exports/step-0000004.safetensors"
+# Given on resuming a run without one, the average starts at the resumed
+# weights: one step later it is 0.5 w1 + 0.5 w2.
+expect_ok "weights at step 2" "$TRAIN" "${FAST[@]}" --run-dir "$WORK/ema-w2" --steps 2
+"$TRAIN" --run-dir "$WORK/ema-w2" --export "$WORK/ema-w2.safetensors" >/dev/null
+cp -r "$WORK/ema-w1" "$WORK/ema-late"
+expect_ok "--ema 0.5 on resuming a run without one" "$TRAIN" "${FAST[@]}" \
+    --run-dir "$WORK/ema-late" --steps 2 --resume --ema 0.5
+"$TRAIN" --run-dir "$WORK/ema-late" --export "$WORK/ema-late.safetensors" >/dev/null
+check "--ema on resume: the average starts at the resumed weights" python3 -c "$EMA_FORMULA" \
+    "$WORK/ema-late.safetensors" "$WORK/ema-w1.safetensors" "$WORK/ema-w2.safetensors" 0.5
+expect_error "--ema is a decay below 1" "--ema must be" "$TRAIN" "${FAST[@]}" \
+    --run-dir "$WORK/ema-bad" --steps 1 --ema 1
+expect_error "--ema is for transfer runs" "transfer runs" "$TRAIN" denoiser \
+    --celeba "$CELEBA" --run-dir "$WORK/dn-ema" --ema 0.9 --steps 1 --quiet
+
 # ---- stops: time budget and SIGINT leave a checkpoint that resumes ----
 run "$TRAIN" "${FAST[@]}" --run-dir "$WORK/budget" --steps 100000 --max-time 2
 if [ $rc -eq 0 ] && [ -s "$WORK/budget/checkpoint.safetensors" ]; then pass "--max-time stops cleanly"

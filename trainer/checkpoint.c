@@ -115,6 +115,11 @@ static diat_status save_settings(const train_options *o, diat_st_writer *w, diat
         st = diat_st_writer_set_metadata(w, kRecordedPaths[i].key, absolute ? absolute : path, err);
         free(absolute);
     }
+    if (!st && o->ema_decay > 0.0f) {
+        char text[32];
+        snprintf(text, sizeof text, "%.9g", o->ema_decay);
+        st = diat_st_writer_set_metadata(w, "opt.ema", text, err);
+    }
     if (!st && o->mode == TRAIN_DENOISER) {
         char text[32];
         snprintf(text, sizeof text, "%.9g", o->noise_sigma);
@@ -217,6 +222,7 @@ diat_status checkpoint_save(const trainer *tr, const char *path, diat_error *err
     int net_count = run_nets(tr, nets);
     for (int i = 0; !st && i < net_count; i++) st = diat_net_save(nets[i], w, DIAT_DTYPE_F32, err);
     if (!st && tr->opt.mode == TRAIN_CLASSIFIER) st = classifier_save_eval(tr, w, err);
+    if (!st) st = weight_average_save(&tr->average, w, err);
     if (!st) st = save_moments(&tr->opt_g, "adam_g", w, tr->ctx, err);
     if (!st) st = save_moments(&tr->opt_d, "adam_d", w, tr->ctx, err);
     if (!st) st = diat_st_writer_save(w, path, err);
@@ -311,6 +317,8 @@ diat_status checkpoint_read_settings(const char *path, train_options *o, diat_er
             o->attribute = o->attribute_storage;
         }
         o->ratio = ratio ? strtof(ratio, NULL) : o->ratio;
+        const char *ema = diat_safetensors_metadata(st, "opt.ema");
+        o->ema_decay = ema ? strtof(ema, NULL) : 0.0f;
         read_provenance(st, o);
     }
     diat_safetensors_close(st);
@@ -419,6 +427,9 @@ static diat_status resume_run_settings(const diat_safetensors *st, const char *p
         if (!train_option_given(o, "lr-schedule")) o->lr_constant = constant;
         if (!train_option_given(o, "no-flip")) o->flip = flip;
     }
+    /* A run keeps its --ema; one given starts or changes it from here on. */
+    text = diat_safetensors_metadata(st, "opt.ema");
+    if (text) resume_float(o, "ema", strtof(text, NULL), &o->ema_decay);
     text = diat_safetensors_metadata(st, "opt.noise_sigma");
     if (o->mode == TRAIN_DENOISER && text)
         resume_float(o, "noise-sigma", strtof(text, NULL), &o->noise_sigma);
@@ -495,6 +506,15 @@ diat_status checkpoint_load(trainer *tr, const char *path, diat_error *err)
     for (int i = 0; !status && i < net_count; i++)
         status = diat_net_load((diat_net *)nets[i], st, err);
     if (!status && tr->opt.mode == TRAIN_CLASSIFIER) status = classifier_load_eval(tr, st, err);
+    int average_found = 0;
+    if (!status) status = weight_average_load(&tr->average, st, &average_found, err);
+    if (!status && tr->average.count && !average_found) {
+        /* --ema given on resuming a run without one: it starts here. */
+        weight_average_reset(&tr->average, tr->ctx);
+        if (!tr->opt.quiet)
+            fprintf(stderr, "diat-train: the weight average (--ema %g) starts at step %llu\n",
+                    (double)tr->opt.ema_decay, (unsigned long long)step);
+    }
     if (!status) status = load_moments(&tr->opt_g, "adam_g", st, tr->ctx, err);
     if (!status) status = load_moments(&tr->opt_d, "adam_d", st, tr->ctx, err);
     if (!status && tr->data) status = diat_dataset_set_position(tr->data, &position, err);
@@ -522,7 +542,7 @@ static void label_of(const train_options *o, char *text, size_t size)
         if (*c == '_') *c = ' ';
 }
 
-diat_status export_model(const trainer *tr, const char *path, diat_dtype dtype, diat_error *err)
+diat_status export_model(trainer *tr, const char *path, diat_dtype dtype, diat_error *err)
 {
     const train_options *o = &tr->opt;
     diat_st_writer *w = diat_st_writer_new();
@@ -565,10 +585,17 @@ diat_status export_model(const trainer *tr, const char *path, diat_dtype dtype, 
             if (o->critic_warmup > 0)
                 snprintf(text + strlen(text), sizeof text - strlen(text), " critic_warmup=%d",
                          o->critic_warmup);
+            if (tr->average.count)
+                snprintf(text + strlen(text), sizeof text - strlen(text), " ema=%g",
+                         (double)tr->average.decay);
             st = set_text(w, "training_settings", text, err);
         }
+        /* The average goes out through the networks, which get their own
+         * weights back after. */
+        weight_average_exchange(&tr->average, tr->ctx);
         if (!st) st = diat_net_save(&tr->transform.net, w, dtype, err);
         if (!st) st = diat_net_save(&tr->mask.net, w, dtype, err);
+        weight_average_exchange(&tr->average, tr->ctx);
     }
     if (!st) st = set_text(w, "training_data", data, err);
     if (!st) st = set_long(w, "training_iterations", tr->step, err);

@@ -166,6 +166,12 @@ static void usage(FILE *out)
             "                         DIR/exports/step-NNNNNNN.safetensors (the checkpoint\n"
             "                         holds only the latest step; GAN runs swing, so keep\n"
             "                         the steps to choose from; give it again on --resume)\n"
+            "  --ema DECAY            keep an exponential moving average of T and M's\n"
+            "                         weights (e.g. 0.999: about the last 1,000 steps),\n"
+            "                         which every export then holds; kept in the\n"
+            "                         checkpoint (default 0: off, exports hold the last\n"
+            "                         step's weights). Given on --resume of a run without\n"
+            "                         one, the average starts there\n"
             "  --export FILE          write the inference model (T and M; or DN) from the\n"
             "                         run's checkpoint and exit; --f16 stores F16\n"
             "  --threads N            CPU threads (default: all cores)\n"
@@ -230,6 +236,7 @@ enum {
     OPT_EXPORT,
     OPT_F16,
     OPT_KEEP_EXPORTS,
+    OPT_EMA,
     OPT_THREADS,
     OPT_BACKEND,
     OPT_QUIET,
@@ -284,6 +291,7 @@ static const struct option longopts[] = {
     {"export", 1, 0, OPT_EXPORT},
     {"f16", 0, 0, OPT_F16},
     {"keep-exports", 0, 0, OPT_KEEP_EXPORTS},
+    {"ema", 1, 0, OPT_EMA},
     {"threads", 1, 0, OPT_THREADS},
     {"backend", 1, 0, OPT_BACKEND},
     {"quiet", 0, 0, OPT_QUIET},
@@ -426,6 +434,11 @@ int train_options_check(train_options *o)
         fprintf(stderr, "diat-train: error: --keep-exports applies to transfer runs\n");
         return -1;
     }
+    if (o->ema_decay > 0.0f && (o->mode != TRAIN_TRANSFER || o->export_path)) {
+        fprintf(stderr, "diat-train: error: --ema applies to training transfer runs (an "
+                        "export holds the average its run kept)\n");
+        return -1;
+    }
     if (o->init_other_edit && !o->init_from) {
         fprintf(stderr, "diat-train: error: --init-other-edit goes with --init-from MODEL\n");
         return -1;
@@ -519,10 +532,18 @@ int train_options_parse(int argc, char **argv, train_options *o)
         if (index >= 0 && index < 128) o->given[index / 64] |= 1ull << (index % 64);
         /* Options a classifier does not take, and its own: remembered, to
          * refuse them in the other kind of run with a clear message. */
-        static const int not_classifier[] = {
-            OPT_ATTRIBUTE, OPT_DIRECTION,       OPT_SOURCE_DIR,    OPT_TARGET_DIR, OPT_ALIGN_FACES,
-            OPT_INIT_FROM, OPT_INIT_OTHER_EDIT, OPT_CRITIC_WARMUP, OPT_DENOISER,   OPT_LR_G,
-            OPT_LR_D};
+        static const int not_classifier[] = {OPT_ATTRIBUTE,
+                                             OPT_DIRECTION,
+                                             OPT_SOURCE_DIR,
+                                             OPT_TARGET_DIR,
+                                             OPT_ALIGN_FACES,
+                                             OPT_INIT_FROM,
+                                             OPT_INIT_OTHER_EDIT,
+                                             OPT_CRITIC_WARMUP,
+                                             OPT_DENOISER,
+                                             OPT_LR_G,
+                                             OPT_LR_D,
+                                             OPT_EMA};
         static const int classifier_only[] = {OPT_LR, OPT_LR_SCHEDULE, OPT_LOSS, OPT_MODEL};
         for (size_t k = 0; k < sizeof not_classifier / sizeof not_classifier[0]; k++)
             if (c == not_classifier[k] && !o->not_classifier_option)
@@ -613,6 +634,7 @@ int train_options_parse(int argc, char **argv, train_options *o)
         case OPT_EXPORT: o->export_path = optarg; break;
         case OPT_F16: o->export_f16 = 1; break;
         case OPT_KEEP_EXPORTS: o->keep_exports = 1; break;
+        case OPT_EMA: bad = parse_float(optarg, "--ema", 0, 0.99999, &o->ema_decay); break;
         case OPT_THREADS: bad = parse_int(optarg, "--threads", 0, 1024, &o->threads); break;
         case OPT_BACKEND: o->backend = optarg; break;
         case OPT_QUIET: o->quiet = 1; break;

@@ -207,6 +207,11 @@ diat_status trainer_init(trainer *tr, const train_options *opt, diat_error *err)
     }
     diat_net *generator[] = {&tr->transform.net, &tr->mask.net};
     diat_net *critic[] = {&tr->critic.net};
+    /* From the starting weights (--init-from's, or a checkpoint's, loaded
+     * over them later with the average it holds). */
+    if (opt->ema_decay > 0.0f &&
+        (st = weight_average_init(&tr->average, ctx, generator, 2, opt->ema_decay, err)))
+        return st;
     if ((st =
              optimizer_init(&tr->opt_g, ctx, generator, 2, opt->lr_g, opt->beta1, opt->beta2, err)))
         return st;
@@ -219,6 +224,7 @@ void trainer_free(trainer *tr)
     if (ctx) {
         optimizer_free(&tr->opt_g, ctx);
         optimizer_free(&tr->opt_d, ctx);
+        weight_average_free(&tr->average);
         diat_tensor *tensors[] = {
             &tr->sources,      &tr->references, &tr->result,  &tr->interp,  &tr->interp_weight,
             &tr->penalty_grad, &tr->penalty_u,  &tr->feat4_x, &tr->feat5_x, &tr->dfeat4,

@@ -231,6 +231,7 @@ static diat_status generator_step(trainer *tr, diat_error *err)
         (st = diat_mask_backward(&tr->mask, &tr->dmask, NULL, NULL, err)))
         return st;
     optimizer_step(&tr->opt_g, ctx);
+    weight_average_update(&tr->average, ctx);
     return DIAT_OK;
 }
 

@@ -21,6 +21,35 @@ void optimizer_free(optimizer *opt, diat_context *ctx);
 /* One Adam step on the accumulated gradients. */
 void optimizer_step(optimizer *opt, diat_context *ctx);
 
+/* --ema: an exponential moving average of some networks' parameters (all
+ * of them, batch-norm statistics included), in host memory
+ * (weight-average.c). */
+typedef struct weight_average {
+    int count; /* 0: no average kept */
+    diat_param **params;
+    float **values; /* the average, like each parameter */
+    float *scratch; /* one parameter's current value */
+    float decay;
+} weight_average;
+
+/* Start the average at the networks' current weights. */
+diat_status weight_average_init(weight_average *avg, diat_context *ctx, diat_net *const *nets,
+                                int net_count, float decay, diat_error *err);
+void weight_average_free(weight_average *avg);
+/* Restart it at the current weights (after --init-from, or on resuming a
+ * run whose checkpoint holds no average). */
+void weight_average_reset(weight_average *avg, diat_context *ctx);
+/* average = decay * average + (1 - decay) * weights; after each step. */
+void weight_average_update(weight_average *avg, diat_context *ctx);
+/* Swap the average and the networks' weights (twice restores both): an
+ * export writes the average through the networks. */
+void weight_average_exchange(weight_average *avg, diat_context *ctx);
+/* Checkpoint tensors "ema.<parameter>", F32. Loading sets *found to 0 and
+ * leaves the average alone when the checkpoint has none. */
+diat_status weight_average_save(const weight_average *avg, diat_st_writer *w, diat_error *err);
+diat_status weight_average_load(weight_average *avg, const diat_safetensors *st, int *found,
+                                diat_error *err);
+
 /* The scalars one step measures, in backend memory (downloaded to log). */
 enum loss_slot {
     LOSS_CRITIC_REAL, /* mean D(reference) */
@@ -74,6 +103,7 @@ typedef struct trainer {
     diat_classifier classifier;
     int have_identity, have_denoiser;
     optimizer opt_g, opt_d; /* T+M (or DN in denoiser mode), and D */
+    weight_average average; /* T+M's, with --ema */
     /* progress: generator steps done, critic warm-up steps done (of
      * opt.critic_warmup); RNG for interpolation and noise */
     long step, warmup_done;
@@ -122,9 +152,10 @@ diat_status checkpoint_read_settings(const char *path, train_options *o, diat_er
  * run's provenance. */
 diat_status checkpoint_read_resume(const char *path, train_options *o, diat_error *err);
 
-/* The inference model (T and M), or the denoiser, with full metadata;
- * weights in `dtype` (F16 or F32). */
-diat_status export_model(const trainer *tr, const char *path, diat_dtype dtype, diat_error *err);
+/* The inference model (T and M, their --ema average when the run keeps
+ * one), or the denoiser, with full metadata; weights in `dtype` (F16 or
+ * F32). */
+diat_status export_model(trainer *tr, const char *path, diat_dtype dtype, diat_error *err);
 
 /* The attribute classifier's run (classifier.c). Setup after the context
  * exists (data unless exporting or evaluating, network, Adam, buffers). */
