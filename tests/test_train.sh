@@ -163,6 +163,12 @@ expect_ok "--ema 0.75: one step" "$TRAIN" "${FAST[@]}" --run-dir "$WORK/ema-1" -
 for r in ema-w0 ema-w1 ema-1; do "$TRAIN" --run-dir "$WORK/$r" --export "$WORK/$r.safetensors" >/dev/null; done
 check "--ema 0.75: the export is 0.75 w0 + 0.25 w1" python3 -c "$EMA_FORMULA" \
     "$WORK/ema-1.safetensors" "$WORK/ema-w0.safetensors" "$WORK/ema-w1.safetensors" 0.75
+# --no-ema: the run's weights as trained, exactly the run without an average's.
+"$TRAIN" --run-dir "$WORK/ema-1" --export "$WORK/ema-1-last.safetensors" --no-ema >/dev/null
+check "--export --no-ema writes the last step's weights" \
+    cmp -s "$WORK/ema-1-last.safetensors" "$WORK/ema-w1.safetensors"
+expect_error "--no-ema goes with --export" "goes with --export" "$TRAIN" "${FAST[@]}" \
+    --run-dir "$WORK/ema-bad" --steps 1 --no-ema
 expect_ok "diat info reads the averaged export" "$DIAT" info "$WORK/ema-1.safetensors"
 if grep -q "training_settings: .* ema=0.75$" "$WORK/stdout"; then pass "the export states its average"
 else fail "the export states its average"; fi

@@ -173,7 +173,9 @@ static void usage(FILE *out)
             "                         step's weights). Given on --resume of a run without\n"
             "                         one, the average starts there\n"
             "  --export FILE          write the inference model (T and M; or DN) from the\n"
-            "                         run's checkpoint and exit; --f16 stores F16\n"
+            "                         run's checkpoint and exit; --f16 stores F16;\n"
+            "                         --no-ema writes the last step's weights of a run\n"
+            "                         that keeps an average\n"
             "  --threads N            CPU threads (default: all cores)\n"
             "  --backend auto|cpu|cuda\n"
             "  --quiet                no progress bar\n"
@@ -235,6 +237,7 @@ enum {
     OPT_SAMPLE_EVERY,
     OPT_EXPORT,
     OPT_F16,
+    OPT_NO_EMA,
     OPT_KEEP_EXPORTS,
     OPT_EMA,
     OPT_THREADS,
@@ -290,6 +293,7 @@ static const struct option longopts[] = {
     {"sample-every", 1, 0, OPT_SAMPLE_EVERY},
     {"export", 1, 0, OPT_EXPORT},
     {"f16", 0, 0, OPT_F16},
+    {"no-ema", 0, 0, OPT_NO_EMA},
     {"keep-exports", 0, 0, OPT_KEEP_EXPORTS},
     {"ema", 1, 0, OPT_EMA},
     {"threads", 1, 0, OPT_THREADS},
@@ -437,6 +441,10 @@ int train_options_check(train_options *o)
     if (o->ema_decay > 0.0f && (o->mode != TRAIN_TRANSFER || o->export_path)) {
         fprintf(stderr, "diat-train: error: --ema applies to training transfer runs (an "
                         "export holds the average its run kept)\n");
+        return -1;
+    }
+    if (o->export_last_weights && !o->export_path) {
+        fprintf(stderr, "diat-train: error: --no-ema goes with --export FILE\n");
         return -1;
     }
     if (o->init_other_edit && !o->init_from) {
@@ -633,6 +641,7 @@ int train_options_parse(int argc, char **argv, train_options *o)
             break;
         case OPT_EXPORT: o->export_path = optarg; break;
         case OPT_F16: o->export_f16 = 1; break;
+        case OPT_NO_EMA: o->export_last_weights = 1; break;
         case OPT_KEEP_EXPORTS: o->keep_exports = 1; break;
         case OPT_EMA: bad = parse_float(optarg, "--ema", 0, 0.99999, &o->ema_decay); break;
         case OPT_THREADS: bad = parse_int(optarg, "--threads", 0, 1024, &o->threads); break;

@@ -53,8 +53,9 @@ typedef struct train_options {
     const char *denoiser_path, *face_recognition_path;
     const char *export_path;
     int export_f16;
-    int keep_exports; /* an F16 model in DIR/exports/ at every checkpoint */
-    float ema_decay;  /* --ema: exports hold T and M's moving average; 0 = off */
+    int export_last_weights; /* --no-ema: export the weights, not the run's average */
+    int keep_exports;        /* an F16 model in DIR/exports/ at every checkpoint */
+    float ema_decay;         /* --ema: exports hold T and M's moving average; 0 = off */
     int resume;
     /* --init-from: T and M from a shipped model; a fresh D first trains
      * alone for critic_warmup critic steps */
