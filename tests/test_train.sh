@@ -178,7 +178,12 @@ expect_ok "--ema: straight 4 steps" "$TRAIN" "${FAST[@]}" --run-dir "$WORK/ema-s
     --steps 4 --ema 0.75 --keep-exports --checkpoint-every 2
 expect_ok "--ema: first 2 steps" "$TRAIN" "${FAST[@]}" --run-dir "$WORK/ema-split" --steps 2 --ema 0.75
 expect_ok "--ema: resume to 4 (the run keeps its --ema)" "$TRAIN" "${FAST[@]}" \
-    --run-dir "$WORK/ema-split" --steps 4 --resume
+    --run-dir "$WORK/ema-split" --steps 4 --resume --keep-exports
+# A resumed run's kept exports state its settings, the average included.
+run "$DIAT" info "$WORK/ema-split/exports/step-0000004.safetensors"
+if grep -q "training_settings: .*lambda_pr=0 .*n_critic=1 .* ema=0.75$" "$WORK/stdout"; then
+    pass "a resumed run's kept export states its settings"
+else fail "a resumed run's kept export states its settings"; fi
 "$TRAIN" --run-dir "$WORK/ema-straight" --export "$WORK/ema-straight.safetensors" >/dev/null
 "$TRAIN" --run-dir "$WORK/ema-split" --export "$WORK/ema-split.safetensors" >/dev/null
 check "--ema: the resumed run's average equals the straight run's" \
