@@ -1,9 +1,9 @@
 /* --ema DECAY: an exponential moving average of T and M's weights, which
  * the exports hold instead of the weights of the last step. A GAN's
  * generator swings from step to step (the mouth models' success moved by
- * ±10 points between exports 500 steps apart); the average over the last
- * ~1/(1 - DECAY) steps does not. It lives in host memory: one pass over
- * T and M's ~2.7 M floats per generator step costs milliseconds next to a
+ * ±10 points between exports 500 steps apart); averaging over the last
+ * ~1/(1 - DECAY) steps is the usual damper. It lives in host memory: one
+ * pass over T and M's ~2.8 M floats per generator step is small beside a
  * step's seconds, and needs no backend op. Batch-norm running statistics
  * are averaged too, so the exported M's statistics match its weights. */
 #include "trainer.h"
