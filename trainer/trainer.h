@@ -36,8 +36,8 @@ typedef struct weight_average {
 diat_status weight_average_init(weight_average *avg, diat_context *ctx, diat_net *const *nets,
                                 int net_count, float decay, diat_error *err);
 void weight_average_free(weight_average *avg);
-/* Restart it at the current weights (after --init-from, or on resuming a
- * run whose checkpoint holds no average). */
+/* Restart it at the current weights (on resuming a run whose checkpoint
+ * holds no average). */
 void weight_average_reset(weight_average *avg, diat_context *ctx);
 /* average = decay * average + (1 - decay) * weights; after each step. */
 void weight_average_update(weight_average *avg, diat_context *ctx);
