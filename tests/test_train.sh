@@ -141,28 +141,28 @@ if grep -aq '"opt.face_recognition":"/[^"]*/face-recognition-resnet29.safetensor
 else fail "the checkpoint records phi's absolute path"; fi
 
 # ---- --ema: exports hold a moving average of T and M's weights ----
-# F32 tensors of export A (the average) against d*B + (1-d)*C, stdlib only.
+# Export A (the average) against d*B + (1-d)*C, tensor by tensor, read by
+# the project's Python safetensors reader (bench/diat_reference.py; numpy,
+# so Debian's python3).
+PYTHON=${PYTHON:-/usr/bin/python3}
 EMA_FORMULA='
-import array, json, struct, sys
-def tensors(path):
-    data = open(path, "rb").read(); n = struct.unpack("<Q", data[:8])[0]
-    header = json.loads(data[8:8 + n]); out = {}
-    for name, t in header.items():
-        if name == "__metadata__": continue
-        start, end = t["data_offsets"]; a = array.array("f")
-        a.frombytes(data[8 + n + start:8 + n + end]); out[name] = a
-    return out
-avg, before, after = (tensors(p) for p in sys.argv[1:4]); d = float(sys.argv[4])
-worst = max(abs(e - (d * b + (1 - d) * a)) for k in avg for e, b, a in zip(avg[k], before[k], after[k]))
-moved = max(abs(b - a) for k in avg for b, a in zip(before[k], after[k]))
+import sys
+sys.path.insert(0, sys.argv[5])
+import numpy as np
+from diat_reference import read_safetensors
+avg, before, after = (read_safetensors(p)[0] for p in sys.argv[1:4])
+d = float(sys.argv[4])
+worst = max(float(np.abs(avg[k] - (d * before[k] + (1 - d) * after[k])).max()) for k in avg)
+moved = max(float(np.abs(before[k] - after[k]).max()) for k in avg)
 print("tensors", len(avg), "worst", worst, "moved", moved)
-sys.exit(0 if len(avg) == len(before) and worst < 1e-6 and moved > 1e-4 else 1)'
+sys.exit(0 if avg.keys() == before.keys() == after.keys() and worst < 1e-6 and moved > 1e-4 else 1)'
+BENCH_DIR=$(cd "$(dirname "$0")/../bench" && pwd)
 expect_ok "weights at step 0" "$TRAIN" "${FAST[@]}" --run-dir "$WORK/ema-w0" --steps 0
 expect_ok "weights at step 1" "$TRAIN" "${FAST[@]}" --run-dir "$WORK/ema-w1" --steps 1
 expect_ok "--ema 0.75: one step" "$TRAIN" "${FAST[@]}" --run-dir "$WORK/ema-1" --steps 1 --ema 0.75
 for r in ema-w0 ema-w1 ema-1; do "$TRAIN" --run-dir "$WORK/$r" --export "$WORK/$r.safetensors" >/dev/null; done
-check "--ema 0.75: the export is 0.75 w0 + 0.25 w1" python3 -c "$EMA_FORMULA" \
-    "$WORK/ema-1.safetensors" "$WORK/ema-w0.safetensors" "$WORK/ema-w1.safetensors" 0.75
+check "--ema 0.75: the export is 0.75 w0 + 0.25 w1" "$PYTHON" -c "$EMA_FORMULA" \
+    "$WORK/ema-1.safetensors" "$WORK/ema-w0.safetensors" "$WORK/ema-w1.safetensors" 0.75 "$BENCH_DIR"
 # --no-ema: the run's weights as trained, exactly the run without an average's.
 "$TRAIN" --run-dir "$WORK/ema-1" --export "$WORK/ema-1-last.safetensors" --no-ema >/dev/null
 check "--export --no-ema writes the last step's weights" \
@@ -199,8 +199,8 @@ cp -r "$WORK/ema-w1" "$WORK/ema-late"
 expect_ok "--ema 0.5 on resuming a run without one" "$TRAIN" "${FAST[@]}" \
     --run-dir "$WORK/ema-late" --steps 2 --resume --ema 0.5
 "$TRAIN" --run-dir "$WORK/ema-late" --export "$WORK/ema-late.safetensors" >/dev/null
-check "--ema on resume: the average starts at the resumed weights" python3 -c "$EMA_FORMULA" \
-    "$WORK/ema-late.safetensors" "$WORK/ema-w1.safetensors" "$WORK/ema-w2.safetensors" 0.5
+check "--ema on resume: the average starts at the resumed weights" "$PYTHON" -c "$EMA_FORMULA" \
+    "$WORK/ema-late.safetensors" "$WORK/ema-w1.safetensors" "$WORK/ema-w2.safetensors" 0.5 "$BENCH_DIR"
 expect_error "--ema is a decay below 1" "--ema must be" "$TRAIN" "${FAST[@]}" \
     --run-dir "$WORK/ema-bad" --steps 1 --ema 1
 expect_error "--ema is for transfer runs" "transfer runs" "$TRAIN" denoiser \

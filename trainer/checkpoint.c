@@ -317,8 +317,10 @@ diat_status checkpoint_read_settings(const char *path, train_options *o, diat_er
             o->attribute = o->attribute_storage;
         }
         o->ratio = ratio ? strtof(ratio, NULL) : o->ratio;
+        /* The run's average, which the export holds; with --no-ema none is
+         * built, so the export holds the weights as trained. */
         const char *ema = diat_safetensors_metadata(st, "opt.ema");
-        o->ema_decay = ema ? strtof(ema, NULL) : 0.0f;
+        o->ema_decay = ema && !o->export_last_weights ? strtof(ema, NULL) : 0.0f;
         read_provenance(st, o);
     }
     diat_safetensors_close(st);

@@ -73,11 +73,9 @@ static int run_export(trainer *tr, const char *checkpoint)
         fprintf(stderr, "diat-train: error: %s does not exist: nothing to export\n", checkpoint);
         return 1;
     }
-    int failed = checkpoint_load(tr, checkpoint, &err) != DIAT_OK;
-    /* --no-ema: the weights as trained, as if the run kept no average. */
-    if (tr->opt.export_last_weights) weight_average_free(&tr->average);
     /* A classifier's export carries its val-split accuracy at this step. */
-    if (failed || (tr->opt.mode == TRAIN_CLASSIFIER && classifier_evaluate_run(tr, &err)) ||
+    if (checkpoint_load(tr, checkpoint, &err) ||
+        (tr->opt.mode == TRAIN_CLASSIFIER && classifier_evaluate_run(tr, &err)) ||
         export_model(tr, tr->opt.export_path, tr->opt.export_f16 ? DIAT_DTYPE_F16 : DIAT_DTYPE_F32,
                      &err))
         return fail(&err);
