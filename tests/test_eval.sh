@@ -36,9 +36,11 @@ expect_error() {
         grep -qi -- "$word" "$WORK/stderr"; then pass "$name"
     else fail "$name (exit $rc, wanted $want and '$word')"; fi
 }
-# json_check NAME FILE PYTHON: the expression, with j the parsed file, is true.
+# json_check NAME FILE PYTHON [DEFINITIONS]: the expression, with j the parsed
+# file (and the Python DEFINITIONS run first), is true.
 json_check() {
     local program='import json, sys
+'"${4:-}"'
 j = json.load(open(sys.argv[1]))
 sys.exit(0 if ('"$3"') else 1)'
     if python3 -c "$program" "$2" >"$WORK/stdout" 2>&1; then pass "$1"
@@ -78,10 +80,11 @@ KEYS='
 settings: model label attribute direction ratio ratio_source celeba split faces_requested
   faces_on_side split_faces faces classifier denoiser faceres face_recognition backend
 thresholds: classifier faceres_distance dlib_distance faceres_male faceres_young_age psnr_cap_db
-attribute: classifier_success classifier_baseline classifier_mean_p_results
-  classifier_mean_p_sources faceres_rule faceres_success faceres_baseline faceres_mean_results
-  faceres_mean_sources
-identity: faceres_verification faceres_mean_distance dlib_mean_distance dlib_below_threshold
+attribute: classifier_success classifier_success_ci95 classifier_baseline
+  classifier_mean_p_results classifier_mean_p_sources faceres_rule faceres_success
+  faceres_success_ci95 faceres_baseline faceres_mean_results faceres_mean_sources
+identity: faceres_verification faceres_verification_ci95 faceres_mean_distance dlib_mean_distance
+  dlib_below_threshold
 locality: mask_area mask_area_model_threshold p psnr_db ssim unchanged_faces
 quality: artifact_results artifact_sources'
 KEYS_PY=$(echo "$KEYS" | awk '
@@ -98,6 +101,11 @@ json_check "settings: 50 faces without Male, add, cut at the model's e > 0.5 (as
 json_check "identity: verification 100%, distances 0" "$WORK/identity.json" \
     "j['identity']['faceres_verification'] == 1 and j['identity']['faceres_mean_distance'] == 0
      and j['identity']['dlib_mean_distance'] == 0 and j['identity']['dlib_below_threshold'] == 1"
+# 50 of 50: Wilson's interval is [n / (n + z^2), 1], not the empty [1, 1]
+# the normal approximation gives.
+json_check "identity: verification's 95% interval at 50 of 50 is [0.9287, 1]" \
+    "$WORK/identity.json" "abs(j['identity']['faceres_verification_ci95'][0] - 50 / (50 + 1.96**2))
+     < 1e-9 and j['identity']['faceres_verification_ci95'][1] == 1"
 json_check "identity: PSNR at its cap (identical), SSIM 1, every face unchanged" \
     "$WORK/identity.json" "j['locality']['psnr_db'] == j['thresholds']['psnr_cap_db'] == 100
      and j['locality']['ssim'] == 1 and j['locality']['unchanged_faces'] == 50"
@@ -132,6 +140,23 @@ json_check "tint: PSNR and SSIM drop" "$WORK/tint.json" \
 json_check "tint: the judges see a change" "$WORK/tint.json" \
     "j['identity']['dlib_mean_distance'] > 0 and j['identity']['faceres_mean_distance'] > 0 and
      j['attribute']['classifier_mean_p_results'] != j['attribute']['classifier_mean_p_sources']"
+# Each interval is Wilson's score interval of its count, recomputed here from
+# the rate and the number of faces, and holds the rate.
+WILSON='def wilson(rate, n, z=1.96):
+    k = round(rate * n)
+    r = k / n
+    centre = (r + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * (r * (1 - r) / n + z * z / (4 * n * n)) ** 0.5 / (1 + z * z / n)
+    return (0 if k == 0 else centre - half, 1 if k == n else centre + half)
+def agrees(rate, bounds, n):
+    return (all(abs(a - b) < 1e-9 for a, b in zip(wilson(rate, n), bounds))
+            and bounds[0] <= rate <= bounds[1] and bounds[1] - bounds[0] > 0.05)'
+json_check "tint: each 95% interval is Wilson's and holds its rate" "$WORK/tint.json" \
+    "all(agrees(j[g][k], j[g][k + '_ci95'], j['settings']['faces']) for g, k in
+         [('attribute', 'classifier_success'), ('attribute', 'faceres_success'),
+          ('identity', 'faceres_verification')])" "$WILSON"
+check "table: the 95% interval under each rate" grep -Eq '^ +95% interval \(Wilson\) +[0-9.]+-[0-9.]+$' \
+    "$WORK/identity.txt"
 
 # ---- a remove model: the side with the attribute, no optional judges ----
 EYE=$(sed -n 2p "$CELEBA/list_attr_celeba.txt" | tr -s ' \t' '\n' | grep -v '^$' |
@@ -147,6 +172,8 @@ json_check "remove: the $WITH_GLASSES val faces with Eyeglasses are the side" "$
      and j['settings']['ratio'] == 0.3 and j['settings']['ratio_source'] == '--ratio'"
 json_check "remove: unmeasured figures are null" "$WORK/remove.json" \
     "j['settings']['classifier'] is None and j['attribute']['classifier_success'] is None and
+     j['attribute']['classifier_success_ci95'] is None and
+     j['attribute']['faceres_success_ci95'] is None and
      j['attribute']['faceres_rule'] is None and j['quality']['artifact_sources'] is None"
 json_check "remove: mask area follows --ratio" "$WORK/remove.json" \
     "abs(j['locality']['mask_area'] - 0.3) < 0.02 and j['locality']['p'] == 0.1"

@@ -169,6 +169,22 @@ double eval_distance(const float *a, const float *b, int n)
     return sqrt(sum);
 }
 
+void eval_rate_interval(size_t k, size_t n, double *low, double *high)
+{
+    if (n == 0) {
+        *low = 0.0;
+        *high = 1.0;
+        return;
+    }
+    const double z = 1.96, z2 = z * z, nn = (double)n, rate = (double)k / nn;
+    const double centre = (rate + z2 / (2.0 * nn)) / (1.0 + z2 / nn);
+    const double half = z * sqrt(rate * (1.0 - rate) / nn + z2 / (4.0 * nn * nn)) / (1.0 + z2 / nn);
+    /* At k = 0 or k = n the bound is exactly 0 or 1; rounding must not
+     * leave it a hair inside. */
+    *low = k == 0 ? 0.0 : centre - half;
+    *high = k == n ? 1.0 : centre + half;
+}
+
 double eval_psnr(const float *a, const float *b)
 {
     double sum = 0.0;

@@ -30,29 +30,40 @@ typedef struct figures {
     double faceres_rate, faceres_distance, dlib_rate, dlib_distance;
     double mask_area, mask_area_model, psnr, ssim;
     double artifact_results, artifact_sources;
+    /* 95% intervals of the three rates: [0] low, [1] high. */
+    double success_interval[2], opinion_interval[2], faceres_interval[2];
 } figures;
 
 static figures compute(const eval_totals *t)
 {
     const double n = t->faces ? (double)t->faces : 1.0;
-    return (figures){t->classifier_success / n,
-                     t->classifier_baseline / n,
-                     t->classifier_p_results / n,
-                     t->classifier_p_sources / n,
-                     t->opinion_success / n,
-                     t->opinion_baseline / n,
-                     t->opinion_value_results / n,
-                     t->opinion_value_sources / n,
-                     t->faceres_same / n,
-                     t->faceres_distance / n,
-                     t->dlib_same / n,
-                     t->dlib_distance / n,
-                     t->mask_area / n,
-                     t->mask_area_model / n,
-                     t->psnr / n,
-                     t->ssim / n,
-                     t->artifact_results / n,
-                     t->artifact_sources / n};
+    figures f = {t->classifier_success / n,
+                 t->classifier_baseline / n,
+                 t->classifier_p_results / n,
+                 t->classifier_p_sources / n,
+                 t->opinion_success / n,
+                 t->opinion_baseline / n,
+                 t->opinion_value_results / n,
+                 t->opinion_value_sources / n,
+                 t->faceres_same / n,
+                 t->faceres_distance / n,
+                 t->dlib_same / n,
+                 t->dlib_distance / n,
+                 t->mask_area / n,
+                 t->mask_area_model / n,
+                 t->psnr / n,
+                 t->ssim / n,
+                 t->artifact_results / n,
+                 t->artifact_sources / n,
+                 {0.0, 0.0},
+                 {0.0, 0.0},
+                 {0.0, 0.0}};
+    eval_rate_interval(t->classifier_success, t->faces, &f.success_interval[0],
+                       &f.success_interval[1]);
+    eval_rate_interval(t->opinion_success, t->faces, &f.opinion_interval[0],
+                       &f.opinion_interval[1]);
+    eval_rate_interval(t->faceres_same, t->faces, &f.faceres_interval[0], &f.faceres_interval[1]);
+    return f;
 }
 
 static const char *opinion_rule(const eval_settings *s)
@@ -95,6 +106,12 @@ static void percent(double value, char *text, size_t size)
     snprintf(text, size, "%.1f%%", 100.0 * value);
 }
 
+/* "75.4-78.9": a 95% interval in percent, for the row under a rate. */
+static void interval(const double bounds[2], char *text, size_t size)
+{
+    snprintf(text, size, "%.1f-%.1f", 100.0 * bounds[0], 100.0 * bounds[1]);
+}
+
 static void number(double value, int digits, char *text, size_t size)
 {
     snprintf(text, size, "%.*f", digits, value);
@@ -119,6 +136,8 @@ static void print_table(const eval_settings *s, const eval_totals *t, const figu
         percent(f->success, a, sizeof a);
         percent(f->baseline, b, sizeof b);
         row("attribute", label, a, b);
+        interval(f->success_interval, a, sizeof a);
+        row("", "  95% interval (Wilson)", a, NULL);
         snprintf(label, sizeof label, "classifier: mean P(%s)", s->attribute);
         number(f->p_results, 3, a, sizeof a);
         number(f->p_sources, 3, b, sizeof b);
@@ -132,6 +151,8 @@ static void print_table(const eval_settings *s, const eval_totals *t, const figu
         percent(f->opinion, a, sizeof a);
         percent(f->opinion_baseline, b, sizeof b);
         row("", label, a, b);
+        interval(f->opinion_interval, a, sizeof a);
+        row("", "  95% interval (Wilson)", a, NULL);
         number(f->value_results, s->opinion == EVAL_OPINION_MALE ? 3 : 1, a, sizeof a);
         number(f->value_sources, s->opinion == EVAL_OPINION_MALE ? 3 : 1, b, sizeof b);
         row("", s->opinion == EVAL_OPINION_MALE ? "faceres: mean P(male)" : "faceres: mean age", a,
@@ -141,6 +162,8 @@ static void print_table(const eval_settings *s, const eval_totals *t, const figu
              (double)DIAT_FACERES_THRESHOLD);
     percent(f->faceres_rate, a, sizeof a);
     row("identity", label, a, NULL);
+    interval(f->faceres_interval, a, sizeof a);
+    row("", "  95% interval (Wilson)", a, NULL);
     number(f->faceres_distance, 3, a, sizeof a);
     row("", "faceres: mean distance", a, NULL);
     snprintf(label, sizeof label, "dlib ResNet: same person (d < %.1f)",
@@ -221,6 +244,12 @@ static json_t *setting(float value, int have)
     return real(strtod(text, NULL), have);
 }
 
+/* [low, high], or null when `have` is 0. */
+static json_t *bounds_or_null(const double bounds[2], int have)
+{
+    return have ? json_pack("[f, f]", bounds[0], bounds[1]) : json_null();
+}
+
 static json_t *text_or_null(const char *text)
 {
     return text ? json_string(text) : json_null();
@@ -247,15 +276,19 @@ static json_t *build_json(const eval_settings *s, const eval_totals *t)
                   setting(EVAL_DLIB_THRESHOLD, 1), "faceres_male", 0.5, "faceres_young_age",
                   setting(EVAL_YOUNG_AGE, 1), "psnr_cap_db", EVAL_PSNR_CAP);
     json_t *attribute = json_pack(
-        "{s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "classifier_success", real(f.success, cls),
+        "{s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "classifier_success",
+        real(f.success, cls), "classifier_success_ci95", bounds_or_null(f.success_interval, cls),
         "classifier_baseline", real(f.baseline, cls), "classifier_mean_p_results",
         real(f.p_results, cls), "classifier_mean_p_sources", real(f.p_sources, cls), "faceres_rule",
-        text_or_null(opinion_rule(s)), "faceres_success", real(f.opinion, op), "faceres_baseline",
+        text_or_null(opinion_rule(s)), "faceres_success", real(f.opinion, op),
+        "faceres_success_ci95", bounds_or_null(f.opinion_interval, op), "faceres_baseline",
         real(f.opinion_baseline, op), "faceres_mean_results", real(f.value_results, op),
         "faceres_mean_sources", real(f.value_sources, op));
-    json_t *identity = json_pack("{s:f, s:f, s:f, s:f}", "faceres_verification", f.faceres_rate,
-                                 "faceres_mean_distance", f.faceres_distance, "dlib_mean_distance",
-                                 f.dlib_distance, "dlib_below_threshold", f.dlib_rate);
+    json_t *identity =
+        json_pack("{s:f, s:o, s:f, s:f, s:f}", "faceres_verification", f.faceres_rate,
+                  "faceres_verification_ci95", bounds_or_null(f.faceres_interval, 1),
+                  "faceres_mean_distance", f.faceres_distance, "dlib_mean_distance",
+                  f.dlib_distance, "dlib_below_threshold", f.dlib_rate);
     json_t *locality = json_pack("{s:f, s:f, s:o, s:f, s:f, s:I}", "mask_area", f.mask_area,
                                  "mask_area_model_threshold", f.mask_area_model, "p",
                                  setting(s->model_ratio, s->model_ratio > 0.0f), "psnr_db", f.psnr,

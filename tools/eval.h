@@ -132,6 +132,12 @@ double eval_ssim(const float *a, const float *b);
 /* Euclidean distance of two n-vectors. */
 double eval_distance(const float *a, const float *b, int n);
 
+/* The Wilson score interval at 95% (z = 1.96) of a rate of k in n: how far
+ * a success or verification rate on these faces may be from the rate on all
+ * such faces. Unlike the normal approximation it stays inside [0, 1] and is
+ * not empty at 0% or 100%. n = 0 gives [0, 1]. */
+void eval_rate_interval(size_t k, size_t n, double *low, double *high);
+
 /* ---- eval-report.c ------------------------------------------------------ */
 
 /* Sums over the faces, turned into figures by the report. */
