@@ -17,10 +17,12 @@ out=quickstart-out
 mkdir -p "$out"
 build/tools/diat info "$model"
 build/tools/diat detect "$photo"
-# Face 2 is the one with glasses. The mask is cut at p = 0.25, the model's
-# default ratio: its own threshold (e > 0.5, the plug-in's default) puts
-# most of the mask below the glasses on this photo (models/remove-eyeglasses.md).
-build/tools/diat apply -m "$model" --face 2 -p 0.25 \
+# Face 2 is the one with glasses. The mask is cut at the model's default
+# ratio p (its metadata; 0.25): its own threshold (e > 0.5, the plug-in's
+# default) puts most of the mask below the glasses on this photo
+# (models/remove-eyeglasses.md).
+ratio=$(build/tools/diat info "$model" | sed -n 's/^  default_ratio: //p')
+build/tools/diat apply -m "$model" --face 2 -p "$ratio" \
     --mask "$out/glasses-mask.png" --overlay "$out/glasses-overlay.png" \
     "$photo" "$out/glasses-removed.png"
 echo "wrote $out/glasses-removed.png, $out/glasses-mask.png and $out/glasses-overlay.png"
