@@ -17,6 +17,15 @@ system BLAS (its oneDNN path is taken only for larger inputs), and Debian's
 OpenBLAS picks its slow SSE3 kernels on recent Xeons. Unless the caller has
 set OPENBLAS_CORETYPE, we set it to the best core type for this CPU before
 torch loads OpenBLAS, so PyTorch is measured at its best, not handicapped.
+
+Likewise the allocator: glibc's malloc hands blocks over ~32 MB straight
+back to the kernel, so PyTorch maps its large activations afresh on every
+call, and on a virtual machine where a page fault costs ~10 us (the AMD
+machine of 2026-11-29: 11.5 us per 4 KB page) that alone slowed its DN
+convolutions tenfold. PyTorch's own performance guide recommends tcmalloc
+or jemalloc on CPU; where Debian's libtcmalloc-minimal4 is installed the
+script re-executes itself with it preloaded (DIAT_TORCH_MALLOC=system
+keeps glibc's malloc) and says which allocator ran.
 """
 
 import argparse
@@ -52,6 +61,27 @@ def best_openblas_coretype(flags):
     return None
 
 
+TCMALLOC_DIRS = ("/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib64",
+                 "/usr/lib")
+
+
+def configure_allocator():
+    """Before torch is imported: re-execute this script with tcmalloc
+    preloaded where it is installed (see the module docstring). Returns the
+    allocator's name for the report."""
+    preload = os.environ.get("LD_PRELOAD", "")
+    if "tcmalloc" in preload or "jemalloc" in preload:
+        return f"preloaded {os.path.basename(preload.split(':')[0])}"
+    if os.environ.get("DIAT_TORCH_MALLOC") == "system":
+        return "glibc malloc (DIAT_TORCH_MALLOC=system)"
+    for folder in TCMALLOC_DIRS:
+        path = os.path.join(folder, "libtcmalloc_minimal.so.4")
+        if os.path.exists(path):
+            os.environ["LD_PRELOAD"] = f"{path}:{preload}" if preload else path
+            os.execv(sys.executable, [sys.executable] + sys.argv)
+    return "glibc malloc (libtcmalloc-minimal4 not installed)"
+
+
 def configure_blas(threads, script):
     """Before torch is imported: give its OpenBLAS this CPU's best kernels
     (unless the caller chose) and the thread count. Returns (CPU model, a
@@ -77,6 +107,7 @@ def main():
     parser.add_argument("--batch", type=int, default=16, help="the large batch (default 16)")
     args = parser.parse_args()
 
+    allocator = configure_allocator()
     cpu_model, coretype_note = configure_blas(args.threads, "bench_torch.py")
 
     import torch
@@ -110,7 +141,8 @@ def main():
     print(f"machine: {cpu_model}, {os.cpu_count()} online cores")
     print(f"PyTorch {torch.__version__}, {torch.get_num_threads()} thread(s); OpenBLAS core "
           f"{blas_core} (OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', 'unset')}, "
-          f"{coretype_note}); oneDNN {'on' if torch.backends.mkldnn.is_available() else 'off'}")
+          f"{coretype_note}); oneDNN {'on' if torch.backends.mkldnn.is_available() else 'off'}; "
+          f"allocator {allocator}")
     print(f"model: {args.model or 'random weights (diat_reference.make_random_model)'}; "
           f"widths T {model.width}, M {model.mask_width}")
     print(f"T+M convolutions: {flops_per_image / 1e9:.4f} GFLOP per 128x128 image\n")

@@ -51,7 +51,8 @@ Lines starting with "RESULT " are parsed by bench/run-train.sh.
 As bench_torch.py does, OPENBLAS_CORETYPE is set to this CPU's best core
 type before torch loads OpenBLAS (unless the caller set it), so PyTorch is
 measured with its best BLAS kernels; convolutions at these sizes mostly go
-through oneDNN anyway.
+through oneDNN anyway. And as there, tcmalloc is preloaded where installed
+(DIAT_TORCH_MALLOC=system keeps glibc's malloc).
 """
 
 import argparse
@@ -64,7 +65,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from bench_torch import configure_blas  # noqa: E402
+from bench_torch import configure_allocator, configure_blas  # noqa: E402
 
 # diat-train's defaults (trainer/options.c)
 WIDTH, MASK_WIDTH, CRITIC_WIDTH = 24, 16, 32
@@ -124,6 +125,7 @@ def main():
                              "(tests/data/faces) with face-api's (DIR/face-api-embeddings.txt)")
     args = parser.parse_args()
 
+    allocator = configure_allocator()
     cpu_model, coretype_note = configure_blas(args.threads, "bench_train_torch.py")
 
     import torch
@@ -410,7 +412,8 @@ def main():
           f"{' '.join('%.2f' % v for v in os.getloadavg())}")
     print(f"PyTorch {torch.__version__}, {torch.get_num_threads()} thread(s); OpenBLAS core "
           f"{blas_core} (OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', 'unset')}, "
-          f"{coretype_note}); oneDNN {'on' if torch.backends.mkldnn.is_available() else 'off'}")
+          f"{coretype_note}); oneDNN {'on' if torch.backends.mkldnn.is_available() else 'off'}; "
+          f"allocator {allocator}")
     if cuda:
         print(f"device: {torch.cuda.get_device_name(0)}, CUDA {torch.version.cuda}, cuDNN "
               f"{torch.backends.cudnn.version()}, TF32 {'on' if args.tf32 else 'off'}")

@@ -375,8 +375,10 @@ static void test_conv2d(void)
         {16, 4, 4, 4, 6, 3, 1, 1, 1},   /* 4x4 stride 1 */
         {6, 3, 64, 64, 4, 4, 2, 1, 1},  /* 32x32 outputs: chunks of 4 and 2 images */
         /* Stride-2 dx as four stride-1 sub-convolutions (conv-backward-avx512.c)
-         * with 256 input channels, and a last group of images left partial. */
+         * with 256 input channels, and a last group of images left partial;
+         * with 128, the least that takes packed phases (D.conv4). */
         {3, 256, 8, 8, 4, 4, 2, 1, 1},
+        {2, 128, 16, 16, 6, 4, 2, 1, 1},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) check_conv(&cases[i], 0);
 }

@@ -20,7 +20,7 @@
  * conv.c lacked.
  *
  * Declined (conv.c's path is faster, measured): stride-2 dx whose phases
- * cannot run direct unless in_c >= 256, dweight of one or two output
+ * cannot run direct unless in_c >= 128, dweight of one or two output
  * channels or with fewer positions than output channels, strides above 2.
  *
  * Threads: dx as the forward splits its columns; dweight splits the
@@ -34,7 +34,7 @@
 enum {
     DW_CHUNK_PANELS = 8,          /* positions per dweight chunk: 8 x 32 */
     DW_MIN_CHANNELS = 3,          /* output channels for dweight here */
-    DX_PACKED_MIN_CHANNELS = 256, /* in_c for stride-2 dx through packed phases */
+    DX_PACKED_MIN_CHANNELS = 128, /* in_c for stride-2 dx through packed phases */
     /* dy floats per chunk of images for the stride-2 dx: 512 KiB, a
      * quarter of L2, read by each of the four phases */
     DX_CHUNK_FLOATS = 128 * 1024,
@@ -174,8 +174,9 @@ static int input_gradient(diat_context *ctx, const geometry *g, const float *wei
         diat_cpu_conv_gemm_plan(&problems[i], ctx->threads, &plans[i]);
         if (plans[i].scratch_floats > run_floats) run_floats = plans[i].scratch_floats;
         /* Packed stride-2 phases amortise their packing over in_c rows
-         * only: measured slower than conv.c's im2col path below 256 (phi's
-         * stem, 3 channels: 37 against 12.5 ms). */
+         * only: measured slower than conv.c's im2col path for phi's stem
+         * (3 channels: 37 against 12.5 ms), faster from D.conv4's 128
+         * (9.4 against 12.0 ms on an AMD EPYC, equal on a Xeon). */
         if (phases > 1 && !plans[i].direct && g->in_c < DX_PACKED_MIN_CHANNELS) return 0;
     }
     float *scratch = diat_context_scratch(ctx, flipped_floats + run_floats + 16);
