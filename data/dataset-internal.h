@@ -1,5 +1,5 @@
 /* Private to the data library: file lists shared by file-lists.c, dataset.c
- * (decoding, batches) and celeba.c (CelebA label files). */
+ * (batches), dataset-faces.c (decoding) and celeba.c (CelebA label files). */
 #ifndef DIAT_DATA_DATASET_INTERNAL_H
 #define DIAT_DATA_DATASET_INTERNAL_H
 

@@ -1,5 +1,5 @@
-/* The trainer's data pipeline: decoding, shuffling and a bounded
- * queue of batches prepared by background threads.
+/* The trainer's data pipeline: shuffling, and a bounded queue of batches
+ * prepared by background threads (each face is decoded by dataset-faces.c).
  *
  * Determinism is by construction rather than by careful sequencing: the face
  * at position p of a stream (p = batch * batch_size + slot) is entry p % n of
@@ -9,103 +9,24 @@
  * or how far ahead it ran, so the only state to checkpoint is the index of
  * the next batch, and any number of threads gives the same batches.
  */
-#include "dataset.h"
+#include "dataset-state.h"
 
-#include "align.h"
-#include "dataset-internal.h"
 #include "diat-train.h"
-#include "image-io.h"
-#include "image-resample.h"
 
-#include <math.h>
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define FACE DIAT_FACE_SIZE
-#define FACE_FLOATS ((size_t)3 * FACE * FACE)
 /* Candidates tried for one batch slot before the batch is declared
  * unfillable: with a tenth of the images bad this fails with probability
  * 1e-64; with nearly all of them bad the user learns it within one batch. */
 #define MAX_TRIES 64
 #define MAX_BATCH 65536
-/* Smallest face an aligned folder image may have: as for the engine's edits. */
-#define MIN_ALIGNED_FACE 16
 /* "DIATDS" and a layout version, so foreign words are refused. */
 #define POSITION_TAG 0x4449415444530001ull
 
 /* Hash domains, so that shuffles, flips and stand-ins are independent. */
 enum { TAG_SHUFFLE = 1, TAG_FLIP, TAG_STANDIN };
-enum { SOURCES = 0, REFERENCES = 1 };
-enum { SLOT_EMPTY = 0, SLOT_FILLING, SLOT_READY };
-
-typedef struct stream {
-    dataset_list list;
-    atomic_uchar *bad; /* per image: 1 once it failed to load (never retried) */
-    atomic_size_t bad_count;
-    /* Aligned folders: per image, its face's transform once found (guarded
-     * by the dataset's align_lock), so each image meets the detector once. */
-    diat_face_transform *aligned;
-    unsigned char *aligned_known;
-} stream;
-
-/* One prepared batch in the queue. Batch k lives in slot k % queue_len. */
-typedef struct slot {
-    int state;
-    uint64_t batch, generation, seed; /* seed copied at claim time (see set_position) */
-    float *data;                      /* sources then references, batch * FACE_FLOATS each */
-    uint32_t *index;                  /* labeled: the source image in each place */
-    diat_status status;
-    diat_error error;
-} slot;
-
-/* The last two epoch permutations of each stream, per thread: computing one
- * is O(n) and a batch rarely spans more than two epochs. */
-typedef struct perm_cache {
-    uint64_t seed[2], epoch[2];
-    int valid[2], victim;
-    uint32_t *perm[2];
-} perm_cache;
-
-typedef struct worker {
-    diat_dataset *d;
-    pthread_t thread;
-    perm_cache cache[2];
-} worker;
-
-struct diat_dataset {
-    stream streams[2];
-    /* Labeled (label_count > 0): one stream, every face of the split, and
-     * per source image its label bits (bit k: has labels[k]). */
-    int stream_count, label_count;
-    uint32_t *labels;
-    int celeba_geometry, batch, flip, threads;
-    uint64_t fingerprint;
-    diat_dataset_warn_fn warn;
-    void *warn_user;
-    pthread_mutex_t warn_lock;
-    atomic_size_t skipped;
-    /* Folder pairs aligned by the face finder (NULL: centred squares). The
-     * finder's networks keep state between calls, so one finder serves all
-     * threads under align_lock; the transform cache makes that cost once
-     * per image, not per epoch. */
-    diat_context *align_ctx;
-    diat_face_finder *finder;
-    pthread_mutex_t align_lock;
-
-    /* Everything below is guarded by `lock`. */
-    pthread_mutex_t lock;
-    pthread_cond_t changed; /* any slot or counter changed; broadcast */
-    uint64_t seed;
-    uint64_t next;       /* batch the consumer takes next */
-    uint64_t claim;      /* batch the next idle worker prepares */
-    uint64_t generation; /* bumped when the position jumps: older work is dropped */
-    int started, stop, queue_len, worker_count;
-    slot *slots;
-    worker *workers;
-};
 
 /* ---- counter-based randomness ------------------------------------------ */
 
@@ -174,130 +95,6 @@ static size_t image_at(worker *w, int s, uint64_t seed, uint64_t pos)
     return c->perm[v][pos % n];
 }
 
-/* ---- one face ---------------------------------------------------------- */
-
-/* Flip if asked and move to [-1, 1]. */
-static void finish_face(float *out, int flip)
-{
-    for (size_t r = 0; r < (size_t)3 * FACE; r++) {
-        float *row = out + r * FACE;
-        if (flip)
-            for (int x = 0; x < FACE / 2; x++) {
-                float t = row[x];
-                row[x] = row[FACE - 1 - x];
-                row[FACE - 1 - x] = t;
-            }
-        for (int x = 0; x < FACE; x++) row[x] = row[x] * 2.0f - 1.0f;
-    }
-}
-
-diat_status diat_dataset_load_face(const char *path, int celeba_geometry, int flip, float *out,
-                                   diat_error *err)
-{
-    imgio_image img;
-    diat_status st = imgio_load(path, &img, err);
-    if (st != DIAT_OK) return st;
-    const int w = img.image.width, h = img.image.height;
-    int x0 = 0, y0 = 0, side;
-    if (w == h) {
-        side = w;
-    } else if (celeba_geometry) {
-        /* The aligned originals put the face in the square below row 20 of
-         * 178x218; a proportionally scaled copy keeps that geometry. */
-        if ((long)w * 218 != (long)h * 178) {
-            imgio_free(&img);
-            return diat_set_error(err, DIAT_ERR_FORMAT,
-                                  "The image '%s' is %dx%d: neither a 178x218 CelebA aligned "
-                                  "original nor square.",
-                                  path, w, h);
-        }
-        side = w;
-        y0 = (int)lround(20.0 * w / 178.0);
-    } else {
-        side = w < h ? w : h;
-        x0 = (w - side) / 2;
-        y0 = (h - side) / 2;
-    }
-    /* The engine's crop: a tent filter as wide as the shrink factor (area
-     * averaging, no aliasing), exact copy at 1:1, gray replicated, alpha
-     * ignored. */
-    st = diat_crop_face(&img.image, x0, y0, side, out, err);
-    imgio_free(&img);
-    if (st != DIAT_OK) return st;
-    finish_face(out, flip);
-    return DIAT_OK;
-}
-
-/* Image `index` of stream `s` aligned by its largest face (engine/align.c,
- * as `diat apply` aligns). */
-static diat_status load_aligned_face(diat_dataset *d, int s, size_t index, int flip, float *out,
-                                     diat_error *err)
-{
-    stream *str = &d->streams[s];
-    const char *path = str->list.paths[index];
-    imgio_image img;
-    diat_status st = imgio_load(path, &img, err);
-    if (st != DIAT_OK) return st;
-    diat_face_transform t;
-    pthread_mutex_lock(&d->align_lock);
-    if (str->aligned_known[index]) {
-        t = str->aligned[index];
-    } else {
-        diat_face *faces = NULL;
-        size_t count = 0;
-        st = diat_find_faces(d->finder, &img.image, NULL, &faces, &count, err);
-        if (st == DIAT_OK && count == 0)
-            st = diat_set_error(err, DIAT_ERR_FORMAT, "No face found in '%s'.", path);
-        /* The largest face (the list is sorted by size). */
-        if (st == DIAT_OK)
-            st = diat_align_transform(&faces[0], img.image.width, img.image.height,
-                                      MIN_ALIGNED_FACE, &t, err);
-        if (st == DIAT_ERR_ARGUMENT && err) { /* a face too small to use, say: name the file */
-            diat_error why = *err;
-            st = diat_set_error(err, DIAT_ERR_FORMAT, "'%s': %s", path, why.message);
-        }
-        if (st == DIAT_OK) {
-            str->aligned[index] = t;
-            str->aligned_known[index] = 1;
-        }
-        diat_faces_free(faces);
-    }
-    pthread_mutex_unlock(&d->align_lock);
-    if (st == DIAT_OK) st = diat_warp_face(&img.image, &t, out, err);
-    imgio_free(&img);
-    if (st != DIAT_OK) return st;
-    finish_face(out, flip);
-    return DIAT_OK;
-}
-
-/* Image `index` of stream `s` as the dataset prepares it. */
-static diat_status load_stream_face(diat_dataset *d, int s, size_t index, int flip, float *out,
-                                    diat_error *err)
-{
-    if (d->finder) return load_aligned_face(d, s, index, flip, out, err);
-    return diat_dataset_load_face(d->streams[s].list.paths[index], d->celeba_geometry, flip, out,
-                                  err);
-}
-
-/* Record image `index` of stream `s` as unreadable; warns once per image. */
-static void mark_bad(diat_dataset *d, int s, size_t index, const diat_error *why)
-{
-    stream *st = &d->streams[s];
-    if (atomic_exchange(&st->bad[index], 1)) return; /* another thread got there first */
-    atomic_fetch_add(&st->bad_count, 1);
-    size_t total = atomic_fetch_add(&d->skipped, 1) + 1;
-    char message[700];
-    /* "unusable": unreadable, or (aligned folders) without a face */
-    snprintf(message, sizeof message, "Skipping an unusable image (%zu so far): %s", total,
-             why->message);
-    pthread_mutex_lock(&d->warn_lock);
-    if (d->warn)
-        d->warn(d->warn_user, message);
-    else
-        fprintf(stderr, "warning: %s\n", message);
-    pthread_mutex_unlock(&d->warn_lock);
-}
-
 static const char *stream_name(int s)
 {
     return s == SOURCES ? "source" : "reference";
@@ -321,11 +118,11 @@ static diat_status fill_face(worker *w, int s, uint64_t seed, uint64_t batch, ui
         if (attempt) index = (size_t)(mix64(standin + (uint64_t)attempt) % n);
         if (atomic_load(&st->bad[index])) continue;
         diat_error e;
-        if (load_stream_face(d, s, index, flip, out, &e) == DIAT_OK) {
+        if (dataset_load_stream_face(d, s, index, flip, out, &e) == DIAT_OK) {
             *used = (uint32_t)index; /* a stand-in brings its own labels */
             return DIAT_OK;
         }
-        mark_bad(d, s, index, &e);
+        dataset_mark_bad(d, s, index, &e);
         last = e;
         if (atomic_load(&st->bad_count) == n) break;
     }
@@ -499,54 +296,6 @@ void diat_dataset_labels_of(const diat_dataset *d, size_t i, float *labels)
 {
     uint32_t bits = d->labels && i < d->streams[SOURCES].list.count ? d->labels[i] : 0;
     for (int k = 0; k < d->label_count; k++) labels[k] = (float)(bits >> k & 1);
-}
-
-diat_status diat_dataset_labeled_face(diat_dataset *d, size_t i, float *face, float *labels,
-                                      diat_error *err)
-{
-    stream *st = &d->streams[SOURCES];
-    if (i >= st->list.count)
-        return diat_set_error(err, DIAT_ERR_ARGUMENT, "Face %zu asked for; the split has %zu.", i,
-                              st->list.count);
-    if (atomic_load(&st->bad[i]))
-        return diat_set_error(err, DIAT_ERR_FORMAT, "The image '%s' is unreadable.",
-                              st->list.paths[i]);
-    diat_error e;
-    diat_status status = load_stream_face(d, SOURCES, i, 0, face, &e);
-    if (status != DIAT_OK) {
-        mark_bad(d, SOURCES, i, &e);
-        if (err) *err = e;
-        return status;
-    }
-    if (labels) diat_dataset_labels_of(d, i, labels);
-    return DIAT_OK;
-}
-
-diat_status diat_dataset_fixed_sources(diat_dataset *d, int count, float *sources, diat_error *err)
-{
-    if (!d || !sources || count < 0)
-        return diat_set_error(err, DIAT_ERR_ARGUMENT, "diat_dataset_fixed_sources: bad argument.");
-    stream *st = &d->streams[SOURCES];
-    if ((size_t)count > st->list.count)
-        return diat_set_error(err, DIAT_ERR_ARGUMENT,
-                              "Asked for %d fixed source faces, but there are only %zu.", count,
-                              st->list.count);
-    int filled = 0;
-    for (size_t i = 0; filled < count && i < st->list.count; i++) {
-        if (atomic_load(&st->bad[i])) continue;
-        diat_error e;
-        if (load_stream_face(d, SOURCES, i, 0, sources + (size_t)filled * FACE_FLOATS, &e) ==
-            DIAT_OK)
-            filled++;
-        else
-            mark_bad(d, SOURCES, i, &e);
-    }
-    if (filled < count)
-        return diat_set_error(err, DIAT_ERR_FORMAT,
-                              "Only %d of the %zu source images are readable; %d fixed faces "
-                              "were asked for.",
-                              filled, st->list.count, count);
-    return DIAT_OK;
 }
 
 /* ---- open, position, close --------------------------------------------- */
