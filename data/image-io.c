@@ -23,7 +23,8 @@
 #include <jerror.h>
 #include <png.h>
 
-imgio_format imgio_format_from_path(const char *path) {
+imgio_format imgio_format_from_path(const char *path)
+{
     const char *dot = strrchr(path, '.');
     const char *slash = strrchr(path, '/');
     if (!dot || (slash && dot < slash)) return IMGIO_FORMAT_UNKNOWN;
@@ -32,19 +33,18 @@ imgio_format imgio_format_from_path(const char *path) {
     return IMGIO_FORMAT_UNKNOWN;
 }
 
-const char *imgio_format_name(imgio_format format) {
+const char *imgio_format_name(imgio_format format)
+{
     switch (format) {
-    case IMGIO_FORMAT_PNG:
-        return "PNG";
-    case IMGIO_FORMAT_JPEG:
-        return "JPEG";
-    case IMGIO_FORMAT_UNKNOWN:
-        break;
+    case IMGIO_FORMAT_PNG: return "PNG";
+    case IMGIO_FORMAT_JPEG: return "JPEG";
+    case IMGIO_FORMAT_UNKNOWN: break;
     }
     return "unknown";
 }
 
-void imgio_free(imgio_image *img) {
+void imgio_free(imgio_image *img)
+{
     if (!img) return;
     free(img->image.pixels);
     free(img->samples);
@@ -53,7 +53,8 @@ void imgio_free(imgio_image *img) {
 
 /* Reject sizes we will not try to allocate; `what` is "PNG image" etc. */
 static diat_status check_size(const char *path, const char *what, unsigned long width,
-                              unsigned long height, diat_error *err) {
+                              unsigned long height, diat_error *err)
+{
     if (width == 0 || height == 0)
         return diat_set_error(err, DIAT_ERR_FORMAT, "The %s '%s' has no pixels (%lux%lu).", what,
                               path, width, height);
@@ -68,7 +69,8 @@ static diat_status check_size(const char *path, const char *what, unsigned long 
 }
 
 diat_status imgio_alloc(imgio_image *img, int width, int height, int channels, int bit_depth,
-                        diat_error *err) {
+                        diat_error *err)
+{
     memset(img, 0, sizeof *img);
     if (width <= 0 || height <= 0 || channels < 1 || channels > 4 ||
         (bit_depth != 8 && bit_depth != 16))
@@ -90,7 +92,8 @@ diat_status imgio_alloc(imgio_image *img, int width, int height, int channels, i
     return DIAT_OK;
 }
 
-void imgio_quantize(const diat_image *src, int bit_depth, uint16_t *dst) {
+void imgio_quantize(const diat_image *src, int bit_depth, uint16_t *dst)
+{
     const float scale = bit_depth == 16 ? 65535.0f : 255.0f;
     const size_t row = (size_t)src->width * (size_t)src->channels;
     for (int y = 0; y < src->height; y++) {
@@ -109,7 +112,8 @@ void imgio_quantize(const diat_image *src, int bit_depth, uint16_t *dst) {
     }
 }
 
-void imgio_dequantize(const uint16_t *src, int bit_depth, diat_image *dst) {
+void imgio_dequantize(const uint16_t *src, int bit_depth, diat_image *dst)
+{
     const float scale = bit_depth == 16 ? 65535.0f : 255.0f;
     const size_t row = (size_t)dst->width * (size_t)dst->channels;
     for (int y = 0; y < dst->height; y++) {
@@ -127,25 +131,29 @@ typedef struct png_job {
     char message[300];
 } png_job;
 
-static void png_on_error(png_structp png, png_const_charp msg) {
+static void png_on_error(png_structp png, png_const_charp msg)
+{
     png_job *job = png_get_error_ptr(png);
     if (!job->message[0]) snprintf(job->message, sizeof job->message, "%s", msg);
     png_longjmp(png, 1);
 }
 
-static void png_on_warning(png_structp png, png_const_charp msg) {
+static void png_on_warning(png_structp png, png_const_charp msg)
+{
     (void)png; /* warnings (bad ancillary chunks, ...) do not stop a read */
     (void)msg;
 }
 
 /* Our own read function, so a short file says "truncated", not "Read Error". */
-static void png_read_bytes(png_structp png, png_bytep data, size_t length) {
+static void png_read_bytes(png_structp png, png_bytep data, size_t length)
+{
     png_job *job = png_get_io_ptr(png);
     if (fread(data, 1, length, job->fp) != length)
         png_error(png, ferror(job->fp) ? "read error" : "the file is truncated");
 }
 
-static diat_status load_png(const char *path, FILE *fp, imgio_image *out, diat_error *err) {
+static diat_status load_png(const char *path, FILE *fp, imgio_image *out, diat_error *err)
+{
     png_job job = {.fp = fp, .code = DIAT_ERR_FORMAT};
     png_structp png =
         png_create_read_struct(PNG_LIBPNG_VER_STRING, &job, png_on_error, png_on_warning);
@@ -222,7 +230,8 @@ static diat_status load_png(const char *path, FILE *fp, imgio_image *out, diat_e
     return DIAT_OK;
 }
 
-static diat_status save_png(FILE *fp, const char *path, const imgio_image *img, diat_error *err) {
+static diat_status save_png(FILE *fp, const char *path, const imgio_image *img, diat_error *err)
+{
     static const int color_types[5] = {0, PNG_COLOR_TYPE_GRAY, PNG_COLOR_TYPE_GRAY_ALPHA,
                                        PNG_COLOR_TYPE_RGB, PNG_COLOR_TYPE_RGB_ALPHA};
     png_job job = {.fp = fp, .code = DIAT_ERR_IO};
@@ -277,7 +286,8 @@ typedef struct jpeg_job {
     char message[JMSG_LENGTH_MAX];
 } jpeg_job;
 
-static void jpeg_on_error(j_common_ptr cinfo) {
+static void jpeg_on_error(j_common_ptr cinfo)
+{
     jpeg_job *job = (jpeg_job *)cinfo->err;
     cinfo->err->format_message(cinfo, job->message);
     longjmp(job->jump, 1);
@@ -285,13 +295,15 @@ static void jpeg_on_error(j_common_ptr cinfo) {
 
 /* libjpeg only warns on a truncated file and fills the rest with gray; a
  * half-gray photo is worse than a clear error, so those warnings are fatal. */
-static void jpeg_on_message(j_common_ptr cinfo, int level) {
+static void jpeg_on_message(j_common_ptr cinfo, int level)
+{
     if (level < 0 &&
         (cinfo->err->msg_code == JWRN_JPEG_EOF || cinfo->err->msg_code == JWRN_HIT_MARKER))
         jpeg_on_error(cinfo);
 }
 
-static diat_status load_jpeg(const char *path, FILE *fp, imgio_image *out, diat_error *err) {
+static diat_status load_jpeg(const char *path, FILE *fp, imgio_image *out, diat_error *err)
+{
     struct jpeg_decompress_struct cinfo;
     jpeg_job job;
     memset(&job, 0, sizeof job);
@@ -349,7 +361,8 @@ static diat_status load_jpeg(const char *path, FILE *fp, imgio_image *out, diat_
     return DIAT_OK;
 }
 
-static diat_status save_jpeg(FILE *fp, const char *path, const imgio_image *img, diat_error *err) {
+static diat_status save_jpeg(FILE *fp, const char *path, const imgio_image *img, diat_error *err)
+{
     struct jpeg_compress_struct cinfo;
     jpeg_job job;
     memset(&job, 0, sizeof job);
@@ -401,7 +414,8 @@ static diat_status save_jpeg(FILE *fp, const char *path, const imgio_image *img,
 
 /* ---- files -------------------------------------------------------------- */
 
-diat_status imgio_load(const char *path, imgio_image *out, diat_error *err) {
+diat_status imgio_load(const char *path, imgio_image *out, diat_error *err)
+{
     memset(out, 0, sizeof *out);
     FILE *fp = fopen(path, "rb");
     if (!fp)
@@ -438,7 +452,8 @@ diat_status imgio_load(const char *path, imgio_image *out, diat_error *err) {
 
 /* Permissions for a new file: those of the file it replaces, else 0666 less
  * the umask (mkstemp alone would give 0600). */
-static mode_t new_file_mode(const char *path) {
+static mode_t new_file_mode(const char *path)
+{
     struct stat st;
     if (stat(path, &st) == 0) return st.st_mode & 0777;
     mode_t mask = umask(0);
@@ -450,11 +465,11 @@ static mode_t new_file_mode(const char *path) {
 typedef struct file_content {
     const imgio_image *img; /* an image in `format`, or */
     imgio_format format;
-    const char *text;       /* text, when img is NULL */
+    const char *text; /* text, when img is NULL */
 } file_content;
 
-static diat_status write_content(FILE *fp, const char *path, const file_content *c,
-                                 diat_error *err) {
+static diat_status write_content(FILE *fp, const char *path, const file_content *c, diat_error *err)
+{
     if (c->img)
         return c->format == IMGIO_FORMAT_PNG ? save_png(fp, path, c->img, err)
                                              : save_jpeg(fp, path, c->img, err);
@@ -465,7 +480,8 @@ static diat_status write_content(FILE *fp, const char *path, const file_content 
 /* The temporary lives beside the target so rename() stays atomic; it is
  * flushed to disk, given the mode of the file it replaces, and renamed over
  * `path` only once complete. */
-static diat_status write_atomic(const char *path, const file_content *content, diat_error *err) {
+static diat_status write_atomic(const char *path, const file_content *content, diat_error *err)
+{
     size_t len = strlen(path) + sizeof ".tmp-XXXXXX";
     char *tmp = malloc(len);
     if (!tmp) return diat_set_error(err, DIAT_ERR_MEMORY, "Out of memory writing '%s'.", path);
@@ -502,7 +518,8 @@ static diat_status write_atomic(const char *path, const file_content *content, d
 }
 
 diat_status imgio_save(const char *path, const imgio_image *img, imgio_format format,
-                       diat_error *err) {
+                       diat_error *err)
+{
     if (format == IMGIO_FORMAT_UNKNOWN) format = imgio_format_from_path(path);
     if (format == IMGIO_FORMAT_UNKNOWN)
         return diat_set_error(err, DIAT_ERR_ARGUMENT,
@@ -515,7 +532,8 @@ diat_status imgio_save(const char *path, const imgio_image *img, imgio_format fo
     return write_atomic(path, &content, err);
 }
 
-diat_status imgio_save_text(const char *path, const char *text, diat_error *err) {
+diat_status imgio_save_text(const char *path, const char *text, diat_error *err)
+{
     const file_content content = {NULL, IMGIO_FORMAT_UNKNOWN, text};
     return write_atomic(path, &content, err);
 }

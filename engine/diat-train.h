@@ -202,8 +202,8 @@ struct diat_backend {
      * backward: da += 2 scale (a - b), db -= 2 scale (a - b) */
     void (*squared_error_forward)(diat_context *ctx, const float *a, const float *b, size_t count,
                                   float scale, float *out);
-    void (*squared_error_backward)(diat_context *ctx, const float *a, const float *b,
-                                   size_t count, float scale, float *da, float *db);
+    void (*squared_error_backward)(diat_context *ctx, const float *a, const float *b, size_t count,
+                                   float scale, float *da, float *db);
     /* out[0] = scale * sum(x); backward is a fill, done with axpy/fill */
     void (*sum_forward)(diat_context *ctx, const float *x, size_t count, float scale, float *out);
     /* out[0] = scale * |sum(x) / count - target| (attribute ratio); backward:
@@ -243,8 +243,8 @@ struct diat_backend {
                                      diat_tensor *y);
     void (*depthwise_conv2d_backward)(diat_context *ctx, const diat_tensor *x,
                                       const diat_tensor *weight, const diat_tensor *dy,
-                                      diat_conv_geometry g, diat_tensor *dx,
-                                      diat_tensor *dweight, diat_tensor *dbias);
+                                      diat_conv_geometry g, diat_tensor *dx, diat_tensor *dweight,
+                                      diat_tensor *dbias);
 };
 
 /* The CPU backend (always present). */
@@ -537,9 +537,9 @@ typedef struct diat_classifier {
     diat_conv_layer conv_layer[DIAT_CLASSIFIER_LAYERS];
     diat_batchnorm_layer bn_layer[DIAT_CLASSIFIER_LAYERS];
     diat_param *fc_weight, *fc_bias;
-    diat_tensor input;                            /* shallow view of x: x must outlive backward */
-    diat_tensor conv[DIAT_CLASSIFIER_LAYERS];     /* convolution outputs (pre-norm) */
-    diat_tensor act[DIAT_CLASSIFIER_LAYERS];      /* after batch norm and LeakyReLU */
+    diat_tensor input;                        /* shallow view of x: x must outlive backward */
+    diat_tensor conv[DIAT_CLASSIFIER_LAYERS]; /* convolution outputs (pre-norm) */
+    diat_tensor act[DIAT_CLASSIFIER_LAYERS];  /* after batch norm and LeakyReLU */
     diat_tensor save_mean[DIAT_CLASSIFIER_LAYERS], save_invstd[DIAT_CLASSIFIER_LAYERS];
     diat_tensor pooled;                           /* [n, 8w, 1, 1] */
     diat_tensor logits, prob;                     /* [n, outputs, 1, 1]; prob = sigmoid(logits) */

@@ -205,9 +205,9 @@ void diat_faces_free(diat_face *faces);
  * alignment by a similarity transform from its eye and mouth landmarks
  * (rotation, scale, translation); diat_edit_render then pastes the result
  * back through the inverse warp. Faces at the border are padded. */
-diat_status diat_edit_new_aligned(diat_model *model, const diat_image *photo,
-                                  const diat_face *face, diat_progress_fn progress,
-                                  void *progress_user, diat_edit **out, diat_error *err);
+diat_status diat_edit_new_aligned(diat_model *model, const diat_image *photo, const diat_face *face,
+                                  diat_progress_fn progress, void *progress_user, diat_edit **out,
+                                  diat_error *err);
 
 #ifdef __cplusplus
 }

@@ -38,7 +38,8 @@
 /* Copy `count` floats into parameter `name`, checking that it exists with
  * exactly that many elements (a renamed or reshaped parameter fails loudly). */
 static diat_status set_param(diat_net *net, const char *name, const float *values, size_t count,
-                             diat_error *err) {
+                             diat_error *err)
+{
     diat_param *p = diat_net_find(net, name);
     if (!p) return diat_set_error(err, DIAT_ERR_ARGUMENT, "No parameter named %s.", name);
     if (diat_tensor_count(&p->value) != count)
@@ -49,7 +50,8 @@ static diat_status set_param(diat_net *net, const char *name, const float *value
 }
 
 /* Fill parameter `name` with one value. */
-static diat_status fill_param(diat_net *net, const char *name, float value, diat_error *err) {
+static diat_status fill_param(diat_net *net, const char *name, float value, diat_error *err)
+{
     diat_param *p = diat_net_find(net, name);
     if (!p) return diat_set_error(err, DIAT_ERR_ARGUMENT, "No parameter named %s.", name);
     size_t count = diat_tensor_count(&p->value);
@@ -62,7 +64,8 @@ static diat_status fill_param(diat_net *net, const char *name, float value, diat
 }
 
 /* The mask network described at the top of this file. */
-static diat_status build_mask(diat_mask *m, diat_error *err) {
+static diat_status build_mask(diat_mask *m, diat_error *err)
+{
     diat_status st = DIAT_OK;
     for (int layer = 1; layer <= 5 && st == DIAT_OK; layer++) {
         char name[DIAT_PARAM_NAME_MAX];
@@ -95,7 +98,8 @@ static diat_status build_mask(diat_mask *m, diat_error *err) {
     return st;
 }
 
-static diat_status set_metadata(diat_st_writer *w, int tint, diat_error *err) {
+static diat_status set_metadata(diat_st_writer *w, int tint, diat_error *err)
+{
     char width[16], mask_width[16];
     snprintf(width, sizeof width, "%d", FIXTURE_WIDTH);
     snprintf(mask_width, sizeof mask_width, "%d", FIXTURE_MASK_WIDTH);
@@ -125,7 +129,8 @@ static diat_status set_metadata(diat_st_writer *w, int tint, diat_error *err) {
     return st;
 }
 
-static diat_status write_model(const char *path, int tint, diat_error *err) {
+static diat_status write_model(const char *path, int tint, diat_error *err)
+{
     diat_context *ctx = NULL;
     diat_transform t;
     diat_mask m;
@@ -167,7 +172,8 @@ static diat_status write_model(const char *path, int tint, diat_error *err) {
 
 #define FIXTURE_CLASSIFIER_WIDTH 4
 
-static diat_status write_classifier(const char *path, const char *attributes, diat_error *err) {
+static diat_status write_classifier(const char *path, const char *attributes, diat_error *err)
+{
     int outputs = 1;
     for (const char *p = attributes; *p; p++) outputs += *p == ',';
     char width[16];
@@ -202,7 +208,8 @@ static diat_status write_classifier(const char *path, const char *attributes, di
 
 /* 160x160 mid-gray with a 64x64 red square at (48, 48): R - G = 0.7 inside,
  * 0 outside, so the fixture mask covers the square and nothing else. */
-static diat_status write_red_square(const char *path, diat_error *err) {
+static diat_status write_red_square(const char *path, diat_error *err)
+{
     enum { SIDE = 160, SQUARE_AT = 48, SQUARE = 64 };
     imgio_image img;
     diat_status st = imgio_alloc(&img, SIDE, SIDE, 3, 8, err);
@@ -221,7 +228,8 @@ static diat_status write_red_square(const char *path, diat_error *err) {
     return st;
 }
 
-int main(int argc, char *argv[]) {
+int main(int argc, char *argv[])
+{
     int classifier = argc == 4 && strcmp(argv[1], "classifier") == 0;
     if (!classifier &&
         (argc != 3 || (strcmp(argv[1], "identity") != 0 && strcmp(argv[1], "tint") != 0 &&
