@@ -552,11 +552,17 @@ static void test_critic_input_gradient(void)
     }
     CHECK_MSG(gap <= 1e-6 * scale, "input gradient vs backward: %.2e of %.2e", gap, scale);
 
-    /* Central differences of sum(scores) on sampled pixels. sum(scores) is
-     * piecewise linear in x; a pixel reaches 4 units per conv1 channel, so
-     * with a 1e-3 step a kink is rarely crossed. */
+    /* Finite differences of sum(scores) on sampled pixels. A pixel moves
+     * sum(scores) by ~3e-3 per unit while the forward's float roundings
+     * are ~3e-7, so a 1e-3 step measured rounding as much as the gradient
+     * (1.7e-2 apart on an AMD EPYC): the step is 2e-2. sum(scores) is
+     * piecewise linear in x, so away from a LeakyReLU kink both one-sided
+     * differences equal the gradient; a probe whose two sides disagree
+     * crossed a kink and is set aside (most probes cross none). */
     double diff2 = 0.0, ref2 = 0.0;
-    const float step = 1e-3f;
+    const float step = 2e-2f;
+    int kept = 0;
+    const double center = sum_of_scores(&d, &x);
     for (int s = 0; s < 64; s++) {
         size_t j = (size_t)((test_rand(&seed) + 1.0f) * 0.5f * (float)diat_tensor_count(&x));
         j %= diat_tensor_count(&x);
@@ -566,13 +572,18 @@ static void test_critic_input_gradient(void)
         x.data[j] = saved - step;
         double down = sum_of_scores(&d, &x);
         x.data[j] = saved;
+        double ahead = (up - center) / step, behind = (center - down) / step;
+        if (fabs(ahead - behind) > 5e-5) continue; /* rounding alone: ~1e-5 */
         double numeric = (up - down) / (2.0 * step);
         diff2 += (numeric - g.data[j]) * (numeric - g.data[j]);
         ref2 += numeric * numeric;
+        kept++;
     }
+    CHECK_MSG(kept >= 48, "only %d of 64 probes away from kinks", kept);
     double rel = sqrt(diff2 / ref2);
-    CHECK_MSG(rel < 1e-2, "input gradient vs finite differences: %.2e", rel);
-    printf("  input gradient: vs backward %.1e, vs finite differences %.1e\n", gap / scale, rel);
+    CHECK_MSG(rel < 5e-3, "input gradient vs finite differences: %.2e", rel);
+    printf("  input gradient: vs backward %.1e, vs finite differences %.1e (%d of 64 probes)\n",
+           gap / scale, rel, kept);
 
     diat_tensor *all[] = {&x, &g, &dx, &ones};
     for (size_t i = 0; i < 4; i++) diat_tensor_release(ctx, all[i]);

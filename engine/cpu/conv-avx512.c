@@ -47,11 +47,9 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 enum {
-    /* Packed-panel floats per chunk: 1 MiB, half of this machine's 2 MiB L2
-     * per core, so the chunk survives while all weight blocks sweep it. */
-    CHUNK_FLOATS = 256 * 1024,
     MAX_SEGMENTS = PANEL, /* a panel of 1x1 outputs touches 32 images */
     /* Panels over 32 KB (K > 256) do not stay in L1 while the weight
      * blocks sweep them: the chunk then runs block-major (measured: D.conv4
@@ -460,9 +458,17 @@ static int use_direct(const conv_gemm *p)
 
 static pthread_once_t detect_once = PTHREAD_ONCE_INIT;
 static int avx512_usable;
+static long l2_bytes;
 
 static void detect_avx512(void)
 {
+    /* Where the C library cannot tell (0 or -1), the 2 MiB of the Xeon the
+     * blocking was first tuned on; clamped against nonsense. */
+    long l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
+    l2_bytes = l2 <= 0             ? 2L << 20
+               : l2 < (256L << 10) ? 256L << 10
+               : l2 > (8L << 20)   ? 8L << 20
+                                   : l2;
     const char *off = getenv("DIAT_CPU_NO_AVX512");
     if (off && *off && strcmp(off, "0") != 0) return;
     __builtin_cpu_init();
@@ -475,6 +481,12 @@ int diat_cpu_avx512_usable(void)
 {
     pthread_once(&detect_once, detect_avx512);
     return avx512_usable;
+}
+
+long diat_cpu_l2_floats(void)
+{
+    pthread_once(&detect_once, detect_avx512);
+    return l2_bytes / (long)sizeof(float);
 }
 
 void diat_cpu_conv_gemm_prepare(conv_gemm *p, int width)
@@ -510,7 +522,10 @@ void diat_cpu_conv_gemm_plan(const conv_gemm *p, int threads, conv_gemm_plan *pl
     if (!plan->direct) {
         long own_panels =
             plan->split_blocks ? total_panels : (total_panels + threads - 1) / threads;
-        plan->chunk_panels = CHUNK_FLOATS / panel_floats;
+        /* Packed panels per chunk: half of L2, so the chunk survives while
+         * every weight block sweeps it (a whole 1 MiB L2, on an AMD EPYC,
+         * ran D.conv2's forward 10% slower than half of it). */
+        plan->chunk_panels = diat_cpu_l2_floats() / 2 / panel_floats;
         if (plan->chunk_panels < 1) plan->chunk_panels = 1;
         if (plan->chunk_panels > own_panels) plan->chunk_panels = own_panels;
         if (plan->block_major && plan->chunk_panels > BLOCK_MAJOR_PANELS)

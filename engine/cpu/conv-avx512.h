@@ -69,6 +69,9 @@ typedef struct conv_gemm_plan {
 
 /* conv-avx512.c */
 int diat_cpu_avx512_usable(void);
+/* Floats in one core's L2 cache (sysconf; 2 MiB where unknown): chunks of
+ * packed panels and of dy are sized from it. */
+long diat_cpu_l2_floats(void);
 /* Fills the derived fields; `width` 0 picks the panel width. */
 void diat_cpu_conv_gemm_prepare(conv_gemm *p, int width);
 void diat_cpu_conv_gemm_plan(const conv_gemm *p, int threads, conv_gemm_plan *plan);

@@ -35,9 +35,6 @@ enum {
     DW_CHUNK_PANELS = 8,          /* positions per dweight chunk: 8 x 32 */
     DW_MIN_CHANNELS = 3,          /* output channels for dweight here */
     DX_PACKED_MIN_CHANNELS = 128, /* in_c for stride-2 dx through packed phases */
-    /* dy floats per chunk of images for the stride-2 dx: 512 KiB, a
-     * quarter of L2, read by each of the four phases */
-    DX_CHUNK_FLOATS = 128 * 1024,
     /* as conv-avx512.c: below this a worker costs more than it saves */
     DW_MIN_FLOPS_PER_THREAD = 4 * 1000 * 1000,
 };
@@ -159,7 +156,9 @@ static int input_gradient(diat_context *ctx, const geometry *g, const float *wei
     const size_t flipped_floats = (size_t)g->out_c * g->in_c * g->k * g->k;
     const long dy_image = (long)g->out_c * g->out_h * g->out_w;
     const long dx_image = (long)g->in_c * g->in_h * g->in_w;
-    int images = (int)(DX_CHUNK_FLOATS / dy_image);
+    /* dy per chunk of images: a quarter of L2, read by each of the four
+     * phases */
+    int images = (int)(diat_cpu_l2_floats() / 4 / dy_image);
     if (phases == 1 || images > g->batch) images = g->batch;
     if (images < 1) images = 1;
     geometry chunk = *g;
