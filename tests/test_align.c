@@ -611,29 +611,18 @@ static void test_one_pixel_image(void)
 }
 
 /* 20000 x 20000 gray floats are 1.6 GB: more than a test may take, and
- * exactly what the engine must never copy. The image maps a sparse,
- * unlinked file: what the engine reads of it comes in as file pages, so
- * the growth of the anonymous resident set measures only what the engine
- * itself allocated and touched, while the image is the real size (not a
- * 20000 x 1 stand-in that would leave the row-by-row rule untested). An
- * anonymous mapping would do only where reading an untouched page maps the
- * shared zero page: the AMD machine's kernel (6.18) gives every page read a
- * page of its own, 1.5 GB. Only the face's rows are written (private
- * copies, before the measurement). */
+ * exactly what the engine must never copy. The image is file cache
+ * (test_map_zeros), so the growth of the anonymous resident set measures
+ * only what the engine itself allocated and touched, while the image is
+ * the real size (not a 20000 x 1 stand-in that would leave the row-by-row
+ * rule untested). Only the face's rows are written (private copies, before
+ * the measurement). */
 static void test_huge_image_bounded_memory(void)
 {
     const int side = 20000;
     size_t bytes = (size_t)side * side * sizeof(float);
-    char path[] = "/tmp/diat-test-huge-XXXXXX";
-    int fd = mkstemp(path);
-    float *pixels = MAP_FAILED;
-    if (fd >= 0) {
-        unlink(path);
-        if (ftruncate(fd, (off_t)bytes) == 0)
-            pixels = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_NORESERVE, fd, 0);
-        close(fd);
-    }
-    if (pixels == MAP_FAILED) {
+    float *pixels = test_map_zeros(bytes);
+    if (!pixels) {
         printf("note: cannot map a 20000 x 20000 image here; the check is left out\n");
         return;
     }

@@ -6,6 +6,8 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 static int test_failures;
 static int test_checks;
@@ -43,6 +45,31 @@ static int test_checks;
 
 #define TEST_SUMMARY()                                                                             \
     (printf("%d checks, %d failed\n", test_checks, test_failures), test_failures ? 1 : 0)
+
+/* `bytes` of zeros that are not the process's own memory, for images too
+ * big to allocate: a private mapping of a sparse, unlinked file in /tmp,
+ * with every page read once, so that all it holds is file cache, resident
+ * before a measurement starts (AddressSanitizer's shadow of it too). An
+ * untouched anonymous mapping is free to read only where the kernel maps
+ * its shared zero page; the AMD machine's (6.18) gives every page read a
+ * page of its own. NULL if it cannot be had; free with munmap. */
+static inline void *test_map_zeros(size_t bytes)
+{
+    char path[] = "/tmp/diat-test-zeros-XXXXXX";
+    int fd = mkstemp(path);
+    if (fd < 0) return NULL;
+    unlink(path);
+    void *map = MAP_FAILED;
+    if (ftruncate(fd, (off_t)bytes) == 0)
+        map = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_NORESERVE, fd, 0);
+    close(fd);
+    if (map == MAP_FAILED) return NULL;
+    const long page = sysconf(_SC_PAGESIZE);
+    volatile const unsigned char *bytes_in = map;
+    unsigned sum = 0;
+    for (size_t i = 0; i < bytes; i += (size_t)page) sum += bytes_in[i];
+    return sum == 0 ? map : NULL;
+}
 
 /* Deterministic pseudo-random floats in [-1, 1) (splitmix64). */
 static inline float test_rand(unsigned long long *state)
