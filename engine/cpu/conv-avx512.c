@@ -460,7 +460,8 @@ static pthread_once_t detect_once = PTHREAD_ONCE_INIT;
 static int avx512_usable;
 static long l2_bytes;
 
-static void detect_avx512(void)
+/* The CPU facts the convolutions adapt to: AVX-512 and the L2 size. */
+static void detect_cpu(void)
 {
     /* Where the C library cannot tell (0 or -1), the 2 MiB of the Xeon the
      * blocking was first tuned on; clamped against nonsense. */
@@ -479,13 +480,13 @@ static void detect_avx512(void)
 
 int diat_cpu_avx512_usable(void)
 {
-    pthread_once(&detect_once, detect_avx512);
+    pthread_once(&detect_once, detect_cpu);
     return avx512_usable;
 }
 
 long diat_cpu_l2_floats(void)
 {
-    pthread_once(&detect_once, detect_avx512);
+    pthread_once(&detect_once, detect_cpu);
     return l2_bytes / (long)sizeof(float);
 }
 
