@@ -145,8 +145,8 @@ static void test_matches_face_api(void)
     read_reference();
     CHECK(box_count >= 5);
     static const char *const filter_names[2] = {"triangle", "bilinear"};
-    const diat_landmark_filter filters[2] = {DIAT_LANDMARK_FILTER_TRIANGLE,
-                                             DIAT_LANDMARK_FILTER_BILINEAR};
+    const diat_face_api_filter filters[2] = {DIAT_FACE_API_FILTER_TRIANGLE,
+                                             DIAT_FACE_API_FILTER_BILINEAR};
     for (int f = 0; f < 2; f++) {
         diat_landmark_net_set_filter(net, filters[f]);
         double worst = 0.0, mean = 0.0;
@@ -156,7 +156,7 @@ static void test_matches_face_api(void)
             float lm[POINTS][2];
             if (!photo || !run(photo, r->box, lm)) continue;
             const double side = fmax(r->box[2], r->box[3]);
-            const double tolerance = filters[f] == DIAT_LANDMARK_FILTER_BILINEAR || side <= 112.0
+            const double tolerance = filters[f] == DIAT_FACE_API_FILTER_BILINEAR || side <= 112.0
                                          ? 0.1
                                          : fmax(0.5, 0.0075 * side);
             const double d = max_distance(lm, r->landmarks);
@@ -174,7 +174,7 @@ static void test_matches_face_api(void)
         printf("  %s filter, %d boxes: max %.4f px, mean %.4f px from face-api\n", filter_names[f],
                box_count, worst, mean);
     }
-    diat_landmark_net_set_filter(net, DIAT_LANDMARK_FILTER_TRIANGLE);
+    diat_landmark_net_set_filter(net, DIAT_FACE_API_FILTER_TRIANGLE);
 }
 
 /* ---- exactness of the crop ------------------------------------------------- */

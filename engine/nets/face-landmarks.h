@@ -4,18 +4,10 @@
 #define DIAT_NETS_FACE_LANDMARKS_H
 
 #include "../faces-internal.h"
+#include "face-api-input.h"
 
-/* How a face square larger than the network's 112x112 input is shrunk.
- * Enlarging is bilinear either way. */
-typedef enum diat_landmark_filter {
-    /* A triangle as wide as the scale factor (the default): every pixel of
-     * the square counts, so landmarks do not jump with sub-pixel shifts. */
-    DIAT_LANDMARK_FILTER_TRIANGLE = 0,
-    /* tf.image.resizeBilinear's four pixels, as face-api: the tests use it
-     * to compare the rest of the pipeline with face-api to the last bit. */
-    DIAT_LANDMARK_FILTER_BILINEAR,
-} diat_landmark_filter;
-
-void diat_landmark_net_set_filter(diat_landmark_net *net, diat_landmark_filter filter);
+/* How a face box larger than the network's 112x112 input is shrunk
+ * (default DIAT_FACE_API_FILTER_TRIANGLE). */
+void diat_landmark_net_set_filter(diat_landmark_net *net, diat_face_api_filter filter);
 
 #endif
