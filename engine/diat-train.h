@@ -691,6 +691,38 @@ diat_status diat_faceres_embed_rgb(diat_faceres *f, const float *rgb, int w, int
  * [0, 2]: how the network's authors compare them. */
 float diat_faceres_distance(const float *a, const float *b);
 
+/* ---- face-api's age and gender network: a second opinion -----------------
+ * (engine/nets/age-gender.c) AgeGenderNet as the npm package
+ * @vladmandic/face-api ships it (TinyXception, 112x112 input), converted by
+ * tools/convert-face-api.py --model age-gender into
+ * models/face-age-gender.safetensors (card: models/face-age-gender.md). For
+ * evaluation only (Young and Male models): inference, on a CPU context (the
+ * caller's, or its own if the caller's is a GPU one). */
+
+#define DIAT_AGE_GENDER_FEATURES 512 /* the pooled features both heads read */
+
+typedef struct diat_age_gender diat_age_gender;
+
+typedef struct diat_age_gender_output {
+    float age;       /* years */
+    float male;      /* P(male): softmax of the gender logits */
+    float logits[2]; /* gender logits (male, female) */
+    float features[DIAT_AGE_GENDER_FEATURES];
+} diat_age_gender_output;
+
+/* Load models/face-age-gender.safetensors (metadata format
+ * "diat-face-age-gender"). */
+diat_status diat_age_gender_load(diat_context *ctx, const char *path, diat_age_gender **out,
+                                 diat_error *err);
+/* Release. NULL is allowed. */
+void diat_age_gender_free(diat_age_gender *net);
+/* One face: `box` (x, y, w, h in photo pixels; NULL: the whole photo) cut
+ * out of `photo` (1-4 channels, values in [0, 1]) as face-api does it —
+ * padded with black to a centred square, resized to 112x112 with
+ * tf.image.resizeBilinear's sampling — then run through the network. */
+diat_status diat_age_gender_run(diat_age_gender *net, const diat_image *photo, const float box[4],
+                                diat_age_gender_output *out, diat_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -78,11 +78,14 @@ expect_ok "identity fixture, add Male, 50 faces" "$DIAT" eval -m "$FIXTURE" "${E
 cp "$WORK/stdout" "$WORK/identity.txt"
 KEYS='
 settings: model label attribute direction ratio ratio_source celeba split faces_requested
-  faces_on_side split_faces faces classifier denoiser faceres face_recognition backend
+  faces_on_side split_faces faces classifier denoiser faceres face_recognition backend age_gender
 thresholds: classifier faceres_distance dlib_distance faceres_male faceres_young_age psnr_cap_db
+  face_api_young_age
 attribute: classifier_success classifier_success_ci95 classifier_baseline
   classifier_mean_p_results classifier_mean_p_sources faceres_rule faceres_success
-  faceres_success_ci95 faceres_baseline faceres_mean_results faceres_mean_sources
+  faceres_success_ci95 faceres_baseline faceres_mean_results faceres_mean_sources face_api_rule
+  face_api_success face_api_success_ci95 face_api_baseline face_api_mean_results
+  face_api_mean_sources face_api_unframed_faces
 identity: faceres_verification faceres_verification_ci95 faceres_mean_distance dlib_mean_distance
   dlib_below_threshold
 locality: mask_area mask_area_model_threshold p psnr_db ssim unchanged_faces
@@ -113,7 +116,19 @@ json_check "identity: attribute success equals the baseline" "$WORK/identity.jso
     "j['attribute']['classifier_success'] == j['attribute']['classifier_baseline'] and
      j['attribute']['classifier_mean_p_results'] == j['attribute']['classifier_mean_p_sources']
      and j['attribute']['faceres_rule'] == 'P(male) > 0.5' and
-     j['attribute']['faceres_success'] == j['attribute']['faceres_baseline']"
+     j['attribute']['faceres_success'] == j['attribute']['faceres_baseline'] and
+     j['attribute']['face_api_rule'] == 'P(male) > 0.5' and
+     j['attribute']['face_api_success'] == j['attribute']['face_api_baseline'] and
+     j['attribute']['face_api_mean_results'] == j['attribute']['face_api_mean_sources']"
+# The sources are 50 women: both second opinions must see that (face-api's
+# P(male) > 0.5 is right on 96% of val faces, faceres's on 98%), and
+# face-api's detector frames every face.
+json_check "identity: faceres and face-api judge the 50 women female" "$WORK/identity.json" \
+    "j['attribute']['faceres_baseline'] < 0.2 and j['attribute']['face_api_baseline'] < 0.2 and
+     j['attribute']['face_api_mean_sources'] < 0.3 and
+     j['attribute']['face_api_unframed_faces'] == 0 and
+     j['settings']['age_gender'].endswith('face-age-gender.safetensors') and
+     j['thresholds']['face_api_young_age'] == 40"
 json_check "identity: artifacts of results equal the sources'" "$WORK/identity.json" \
     "(j['quality']['artifact_results'] == j['quality']['artifact_sources'] and
       j['quality']['artifact_results'] > 0) if $HAVE_DN
@@ -139,7 +154,8 @@ json_check "tint: PSNR and SSIM drop" "$WORK/tint.json" \
      j['locality']['unchanged_faces'] < 50"
 json_check "tint: the judges see a change" "$WORK/tint.json" \
     "j['identity']['dlib_mean_distance'] > 0 and j['identity']['faceres_mean_distance'] > 0 and
-     j['attribute']['classifier_mean_p_results'] != j['attribute']['classifier_mean_p_sources']"
+     j['attribute']['classifier_mean_p_results'] != j['attribute']['classifier_mean_p_sources']
+     and j['attribute']['face_api_mean_results'] != j['attribute']['face_api_mean_sources']"
 # Each interval is Wilson's score interval of its count, recomputed here from
 # the rate and the number of faces, and holds the rate.
 WILSON='def wilson(rate, n, z=1.96):
@@ -154,7 +170,7 @@ def agrees(rate, bounds, n):
 json_check "tint: each 95% interval is Wilson's and holds its rate" "$WORK/tint.json" \
     "all(agrees(j[g][k], j[g][k + '_ci95'], j['settings']['faces']) for g, k in
          [('attribute', 'classifier_success'), ('attribute', 'faceres_success'),
-          ('identity', 'faceres_verification')])" "$WILSON"
+          ('attribute', 'face_api_success'), ('identity', 'faceres_verification')])" "$WILSON"
 check "table: the 95% interval under each rate" grep -Eq '^ +95% interval \(Wilson\) +[0-9.]+-[0-9.]+$' \
     "$WORK/identity.txt"
 
@@ -174,7 +190,9 @@ json_check "remove: unmeasured figures are null" "$WORK/remove.json" \
     "j['settings']['classifier'] is None and j['attribute']['classifier_success'] is None and
      j['attribute']['classifier_success_ci95'] is None and
      j['attribute']['faceres_success_ci95'] is None and
-     j['attribute']['faceres_rule'] is None and j['quality']['artifact_sources'] is None"
+     j['attribute']['faceres_rule'] is None and j['quality']['artifact_sources'] is None and
+     j['attribute']['face_api_rule'] is None and j['attribute']['face_api_success'] is None and
+     j['settings']['age_gender'] is None"
 json_check "remove: mask area follows --ratio" "$WORK/remove.json" \
     "abs(j['locality']['mask_area'] - 0.3) < 0.02 and j['locality']['p'] == 0.1"
 
@@ -192,6 +210,8 @@ expect_error "a model is no classifier" 1 "not an attribute classifier" "$DIAT" 
     --classifier "$FIXTURE"
 expect_error "a classifier is no denoiser" 1 "not a denoiser" "$DIAT" eval "${BASE[@]}" \
     --denoiser "$CLS"
+expect_error "a classifier is no age and gender network" 1 "--model age-gender" "$DIAT" eval \
+    "${BASE[@]}" --age-gender "$CLS"
 expect_error "fixture's attribute is not CelebA's" 2 TestFixture "$DIAT" eval -m "$FIXTURE" \
     --celeba "$CELEBA" "${THREADS[@]}"
 expect_error "attribute in the wrong case" 2 "did you mean 'Eyeglasses'" "$DIAT" eval \

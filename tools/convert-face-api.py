@@ -5,11 +5,14 @@ descriptor) into the engine's safetensors layout.
     tools/convert-face-api.py NPM_PACKAGE_DIR [OUT.safetensors] [--dtype f16|f32]
     tools/convert-face-api.py NPM_PACKAGE_DIR [OUT] --model face-landmarks-68 [--dtype u8|f16|f32]
     tools/convert-face-api.py NPM_PACKAGE_DIR [OUT] --model tiny-face-detector [--dtype u8|f16|f32]
+    tools/convert-face-api.py NPM_PACKAGE_DIR [OUT] --model age-gender [--dtype u8|f16|f32]
 
 The second form converts the 68-point landmark network instead (see the
 face-landmarks-68 section below; default output
 models/face-landmarks-68.safetensors), the third the tiny face detector
-(the tiny-face-detector section; models/face-detector-tiny.safetensors).
+(the tiny-face-detector section; models/face-detector-tiny.safetensors), the
+fourth the age and gender network (the age-gender section;
+models/face-age-gender.safetensors).
 
 NPM_PACKAGE_DIR is an installed `@vladmandic/face-api` (the folder holding
 package.json and model/), e.g. after `npm install @vladmandic/face-api` it is
@@ -353,6 +356,118 @@ def main_tiny_face_detector(args, package, here):
           f"{os.path.getsize(output)} bytes ({dtype})")
 
 
+# ---- age-gender: face-api's AgeGenderNet -----------------------------------
+#
+# src/ageGenderNet/ and src/xception/ of the package: TinyXception with two
+# middle blocks on a 112x112 face, a 7x7 average pool and two linear heads.
+# Every "separable_conv" is a depthwise 3x3 [3, 3, c, 1] without bias, a
+# pointwise 1x1 [1, 1, c, out] and a bias; every "expansion_conv" a 1x1
+# stride-2 convolution with a bias. Written in PyTorch layout, under short
+# names (the engine's parameter names stay under 48 characters): blocks
+# entry0, entry1 (entry_flow/reduction_block_0, _1), main0, main1
+# (middle_flow/main_block_0, _1) and exit (exit_flow/reduction_block);
+#   conv_in.weight [32, 3, 3, 3], conv_in.bias [32]
+#   <block>.sepK.depthwise.weight [c, 1, 3, 3],
+#   <block>.sepK.pointwise.weight [out, c, 1, 1], <block>.sepK.bias [out]
+#   <entry0, entry1, exit>.expansion.weight [out, in, 1, 1], .bias [out]
+#   exit_sep.*: exit_flow/separable_conv, 256 -> 512
+#   fc.age.weight [1, 512], fc.age.bias [1]
+#   fc.gender.weight [2, 512], fc.gender.bias [2]   (index 0: male)
+# Quantisation as for face-landmarks-68 (u8 keeps face-api's own values).
+
+AGE_GENDER_MANIFEST = "age_gender_model-weights_manifest.json"
+AGE_GENDER_FORMAT = "diat-face-age-gender"
+AGE_GENDER_FORMAT_VERSION = "1"
+# (package name, engine name, input channels, output channels, separable
+# convolutions, reduction)
+AGE_GENDER_BLOCKS = [
+    ("entry_flow/reduction_block_0", "entry0", 32, 64, 2, True),
+    ("entry_flow/reduction_block_1", "entry1", 64, 128, 2, True),
+    ("middle_flow/main_block_0", "main0", 128, 128, 3, False),
+    ("middle_flow/main_block_1", "main1", 128, 128, 3, False),
+    ("exit_flow/reduction_block", "exit", 128, 256, 2, True),
+]
+AGE_GENDER_FEATURES = 512
+
+
+def convert_age_gender(tensors, keep_u8):
+    """(arrays, metadata) in the engine's names, layout and order (see
+    convert_landmarks_68 for keep_u8)."""
+    arrays, metadata = {}, {}
+
+    def take(source, name, axes, shape):
+        values, quant = tensors.pop(source)
+        values = values.transpose(axes)
+        # The engine builds these shapes from its own table: a package with
+        # another topology must fail here, not at load time.
+        if values.shape != shape:
+            sys.exit(f"{source}: shape {values.shape} after transposing, expected {shape}")
+        if quant and keep_u8:
+            metadata[f"{name}.scale"] = repr(float(quant["scale"]))
+            metadata[f"{name}.min"] = repr(float(quant["min"]))
+        elif quant:
+            values = (values.astype(np.float64) * quant["scale"] + quant["min"]).astype(np.float32)
+        arrays[name] = np.ascontiguousarray(values)
+
+    def separable(source, name, c_in, c_out):
+        take(f"{source}/depthwise_filter", f"{name}.depthwise.weight", (2, 3, 0, 1),
+             (c_in, 1, 3, 3))
+        take(f"{source}/pointwise_filter", f"{name}.pointwise.weight", (3, 2, 0, 1),
+             (c_out, c_in, 1, 1))
+        take(f"{source}/bias", f"{name}.bias", (0,), (c_out,))
+
+    take("entry_flow/conv_in/filters", "conv_in.weight", (3, 2, 0, 1), (32, 3, 3, 3))
+    take("entry_flow/conv_in/bias", "conv_in.bias", (0,), (32,))
+    for source, name, c_in, c_out, convs, reduction in AGE_GENDER_BLOCKS:
+        for k in range(convs):
+            separable(f"{source}/separable_conv{k}", f"{name}.sep{k}", c_in if k == 0 else c_out,
+                      c_out)
+        if reduction:
+            take(f"{source}/expansion_conv/filters", f"{name}.expansion.weight", (3, 2, 0, 1),
+                 (c_out, c_in, 1, 1))
+            take(f"{source}/expansion_conv/bias", f"{name}.expansion.bias", (0,), (c_out,))
+    separable("exit_flow/separable_conv", "exit_sep", 256, AGE_GENDER_FEATURES)
+    # [in, out] -> [out, in]
+    take("fc/age/weights", "fc.age.weight", (1, 0), (1, AGE_GENDER_FEATURES))
+    take("fc/age/bias", "fc.age.bias", (0,), (1,))
+    take("fc/gender/weights", "fc.gender.weight", (1, 0), (2, AGE_GENDER_FEATURES))
+    take("fc/gender/bias", "fc.gender.bias", (0,), (2,))
+    if tensors:
+        sys.exit(f"unexpected tensors left over: {sorted(tensors)}")
+    return arrays, metadata
+
+
+def main_age_gender(args, package, here):
+    """The age-gender mode: write models/face-age-gender.safetensors."""
+    output = args.output or os.path.join(here, "..", "models", "face-age-gender.safetensors")
+    dtype = args.dtype or "u8"
+    arrays, metadata = convert_age_gender(
+        read_raw_weights(args.package_dir, AGE_GENDER_MANIFEST), keep_u8=dtype == "u8")
+    metadata.update({
+        "format": AGE_GENDER_FORMAT,
+        "format_version": AGE_GENDER_FORMAT_VERSION,
+        "architecture": "face-api AgeGenderNet: TinyXception (conv 3x3 s2 32, reduction "
+                        "blocks 64 and 128, two middle blocks of 128, reduction block 256, "
+                        "separable conv 512), 7x7 average pool, linear heads age 512 -> 1 "
+                        "and gender 512 -> 2",
+        "source": f"npm {package['name']}@{package['version']} model/age_gender_model.bin",
+        "license": f"{package.get('license', 'MIT')} (see models/LICENSE-face-api.txt)",
+        "input_size": "112",
+        "input_normalization": "the face box padded to a square with black (centred), resized "
+                               "to 112x112, rgb in 0..255 minus mean (122.782, 117.001, "
+                               "104.298), divided by 255",
+        "output": "age in years (linear); gender logits (male, female), softmax for P(male)",
+        "padding": "TensorFlow 'same': the stride-2 convolution and 3x3 max pools pad only "
+                   "the bottom and right (112 -> 56 -> 28 -> 14 -> 7)",
+        "conversion": "tools/convert-face-api.py --model age-gender --dtype " + dtype,
+    })
+    output = os.path.normpath(output)
+    write_safetensors(output, arrays, "f32" if dtype == "u8" else dtype, metadata)
+    count = sum(a.size for a in arrays.values())
+    print(f"{output}: {len(arrays)} tensors, {count} weights, "
+          f"{os.path.getsize(output)} bytes ({dtype})")
+
+
 def main():
     here = os.path.dirname(os.path.abspath(__file__))
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -360,7 +475,8 @@ def main():
     parser.add_argument("output", nargs="?",
                         help="default: models/<the model's file> next to this script")
     parser.add_argument("--model",
-                        choices=["face-recognition", "face-landmarks-68", "tiny-face-detector"],
+                        choices=["face-recognition", "face-landmarks-68", "tiny-face-detector",
+                                 "age-gender"],
                         default="face-recognition", help="which network to convert")
     # F16 moves the embedding by at most ~2e-4 from face-api's (F32: ~4e-7) on
     # the test chips, well inside the 1e-3 the tests ask, at half the size.
@@ -377,6 +493,9 @@ def main():
         return
     if args.model == "tiny-face-detector":
         main_tiny_face_detector(args, package, here)
+        return
+    if args.model == "age-gender":
+        main_age_gender(args, package, here)
         return
     if args.dtype == "u8":
         sys.exit("face-recognition folds its scale layers into the convolutions: "

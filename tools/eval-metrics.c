@@ -5,8 +5,11 @@
  * second opinion on Male and Young), dlib's ResNet-29 (the identity loss's
  * own network, so its distance says how well training met its target) and
  * the denoiser DN (artifacts: a result far from DN(result) has what DN
- * learned to remove). Each sees the inputs and the results alike, so every
- * figure has the unedited faces as its baseline.
+ * learned to remove). For Male and Young models, face-api's age and gender
+ * network gives a third opinion, on the face as face-api's own pipeline
+ * frames it: inside the box its tiny face detector finds. Each judge sees
+ * the inputs and the results alike, so every figure has the unedited faces
+ * as its baseline.
  */
 #include "eval.h"
 
@@ -85,6 +88,13 @@ diat_status eval_judges_load(eval_judges *j, diat_context *ctx, const eval_setti
     if (st == DIAT_OK) st = diat_faceres_load(ctx, s->faceres, &j->faceres, err);
     if (st == DIAT_OK) st = diat_face_recognition_init(&j->recognition, ctx, err);
     if (st == DIAT_OK) st = diat_face_recognition_load(&j->recognition, s->recognition, err);
+    if (st == DIAT_OK && s->age_gender) {
+        st = diat_age_gender_load(ctx, s->age_gender, &j->age_gender, err);
+        if (st == DIAT_OK)
+            st = diat_face_finder_load(ctx, s->detector, s->landmarks, &j->finder, err);
+        if (st == DIAT_OK && !(j->face_rgb = malloc(sizeof *j->face_rgb * EVAL_FLOATS)))
+            st = diat_set_error(err, DIAT_ERR_MEMORY, "Out of memory for the judges.");
+    }
     return st;
 }
 
@@ -95,6 +105,9 @@ void eval_judges_free(eval_judges *j)
     if (j->has_denoiser) diat_denoiser_free(&j->denoiser);
     diat_faceres_free(j->faceres);
     diat_face_recognition_free(&j->recognition);
+    diat_age_gender_free(j->age_gender);
+    diat_face_finder_free(j->finder);
+    free(j->face_rgb);
     diat_tensor_release(j->ctx, &j->faces);
     memset(j, 0, sizeof *j);
 }
@@ -105,7 +118,12 @@ diat_status eval_views_alloc(eval_views *v, int n, diat_error *err)
     v->faceres = calloc((size_t)n, sizeof *v->faceres);
     v->embedding = calloc((size_t)n * DIAT_FACE_RECOGNITION_DIM, sizeof *v->embedding);
     v->artifact = calloc((size_t)n, sizeof *v->artifact);
-    if (v->attribute && v->faceres && v->embedding && v->artifact) return DIAT_OK;
+    v->face_api_age = calloc((size_t)n, sizeof *v->face_api_age);
+    v->face_api_male = calloc((size_t)n, sizeof *v->face_api_male);
+    v->face_api_found = calloc((size_t)n, sizeof *v->face_api_found);
+    if (v->attribute && v->faceres && v->embedding && v->artifact && v->face_api_age &&
+        v->face_api_male && v->face_api_found)
+        return DIAT_OK;
     eval_views_free(v);
     return diat_set_error(err, DIAT_ERR_MEMORY, "Out of memory for the judgements.");
 }
@@ -116,6 +134,9 @@ void eval_views_free(eval_views *v)
     free(v->faceres);
     free(v->embedding);
     free(v->artifact);
+    free(v->face_api_age);
+    free(v->face_api_male);
+    free(v->face_api_found);
     memset(v, 0, sizeof *v);
 }
 
@@ -140,6 +161,41 @@ static diat_status judge_artifacts(eval_judges *j, const float *faces, int n, fl
     return DIAT_OK;
 }
 
+/* face-api's age and gender network on each face, framed as face-api's
+ * detectSingleFace(...).withAgeAndGender() frames it: the box of the best
+ * face its detector finds in the 128x128 image (the whole image, should it
+ * find none). */
+static diat_status judge_age_gender(eval_judges *j, const float *faces, int n, eval_views *v,
+                                    diat_error *err)
+{
+    const diat_image image = {EVAL_FACE, EVAL_FACE, 3, 3 * EVAL_FACE, j->face_rgb};
+    const diat_box whole = {0, 0, EVAL_FACE, EVAL_FACE};
+    for (int i = 0; i < n; i++) {
+        const float *face = faces + (size_t)i * EVAL_FLOATS;
+        for (int k = 0; k < EVAL_PIXELS; k++)
+            for (int c = 0; c < 3; c++)
+                j->face_rgb[3 * k + c] = (face[c * EVAL_PIXELS + k] + 1.0f) * 0.5f;
+        diat_face *found = NULL;
+        size_t count = 0;
+        diat_status st = diat_find_faces(j->finder, &image, &whole, &found, &count, err);
+        if (st != DIAT_OK) return st;
+        float box[4] = {0.0f, 0.0f, EVAL_FACE, EVAL_FACE};
+        if (count) {
+            box[0] = found[0].x;
+            box[1] = found[0].y;
+            box[2] = found[0].width;
+            box[3] = found[0].height;
+        }
+        diat_faces_free(found);
+        v->face_api_found[i] = count > 0;
+        diat_age_gender_output out;
+        if ((st = diat_age_gender_run(j->age_gender, &image, box, &out, err))) return st;
+        v->face_api_age[i] = out.age;
+        v->face_api_male[i] = out.male;
+    }
+    return DIAT_OK;
+}
+
 diat_status eval_judge(eval_judges *j, const float *faces, int n, eval_views *v, diat_error *err)
 {
     diat_status st = diat_tensor_ensure(j->ctx, &j->faces, n, 3, EVAL_FACE, EVAL_FACE, err);
@@ -159,6 +215,7 @@ diat_status eval_judge(eval_judges *j, const float *faces, int n, eval_views *v,
     if (st == DIAT_OK) st = diat_face_recognition_forward(&j->recognition, &j->faces, err);
     if (st == DIAT_OK) diat_tensor_download(j->ctx, &j->recognition.embedding, v->embedding);
     if (st == DIAT_OK && j->has_denoiser) st = judge_artifacts(j, faces, n, v->artifact, err);
+    if (st == DIAT_OK && j->age_gender) st = judge_age_gender(j, faces, n, v, err);
     return st;
 }
 

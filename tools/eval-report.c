@@ -2,8 +2,9 @@
  * models' table in models/README.md, a JSON file for scripts and a picture.
  *
  * The JSON holds every key in every run, null where a figure was not
- * measured (no --classifier, no --denoiser, an attribute faceres has no
- * opinion on), so a script reading many runs needs no key checks.
+ * measured (no --classifier, no --denoiser, an attribute faceres and
+ * face-api have no opinion on), so a script reading many runs needs no key
+ * checks.
  */
 #include "eval.h"
 
@@ -27,11 +28,13 @@
 typedef struct figures {
     double success, baseline, p_results, p_sources;                 /* classifier */
     double opinion, opinion_baseline, value_results, value_sources; /* faceres on Male/Young */
+    double face_api, face_api_baseline, face_api_results, face_api_sources; /* face-api's */
     double faceres_rate, faceres_distance, dlib_rate, dlib_distance;
     double mask_area, mask_area_model, psnr, ssim;
     double artifact_results, artifact_sources;
     /* 95% intervals of the three rates: [0] low, [1] high. */
     double success_interval[2], opinion_interval[2], faceres_interval[2];
+    double face_api_interval[2];
 } figures;
 
 static figures compute(const eval_totals *t)
@@ -41,10 +44,14 @@ static figures compute(const eval_totals *t)
                  t->classifier_baseline / n,
                  t->classifier_p_results / n,
                  t->classifier_p_sources / n,
-                 t->opinion_success / n,
-                 t->opinion_baseline / n,
-                 t->opinion_value_results / n,
-                 t->opinion_value_sources / n,
+                 t->faceres_opinion.success / n,
+                 t->faceres_opinion.baseline / n,
+                 t->faceres_opinion.value_results / n,
+                 t->faceres_opinion.value_sources / n,
+                 t->face_api_opinion.success / n,
+                 t->face_api_opinion.baseline / n,
+                 t->face_api_opinion.value_results / n,
+                 t->face_api_opinion.value_sources / n,
                  t->faceres_same / n,
                  t->faceres_distance / n,
                  t->dlib_same / n,
@@ -57,19 +64,30 @@ static figures compute(const eval_totals *t)
                  t->artifact_sources / n,
                  {0.0, 0.0},
                  {0.0, 0.0},
+                 {0.0, 0.0},
                  {0.0, 0.0}};
     eval_rate_interval(t->classifier_success, t->faces, &f.success_interval[0],
                        &f.success_interval[1]);
-    eval_rate_interval(t->opinion_success, t->faces, &f.opinion_interval[0],
+    eval_rate_interval(t->faceres_opinion.success, t->faces, &f.opinion_interval[0],
                        &f.opinion_interval[1]);
+    eval_rate_interval(t->face_api_opinion.success, t->faces, &f.face_api_interval[0],
+                       &f.face_api_interval[1]);
     eval_rate_interval(t->faceres_same, t->faces, &f.faceres_interval[0], &f.faceres_interval[1]);
     return f;
 }
 
+/* The second opinions' rules, as printed; NULL for other attributes. */
 static const char *opinion_rule(const eval_settings *s)
 {
     return s->opinion == EVAL_OPINION_MALE    ? "P(male) > 0.5"
            : s->opinion == EVAL_OPINION_YOUNG ? "age < 35"
+                                              : NULL;
+}
+
+static const char *face_api_rule(const eval_settings *s)
+{
+    return s->opinion == EVAL_OPINION_MALE    ? "P(male) > 0.5"
+           : s->opinion == EVAL_OPINION_YOUNG ? "age < 40"
                                               : NULL;
 }
 
@@ -117,6 +135,26 @@ static void number(double value, int digits, char *text, size_t size)
     snprintf(text, size, "%.*f", digits, value);
 }
 
+/* A second opinion's rows: its rate of results (and sources) on the target
+ * side by `rule`, the rate's interval, the mean P(male) or age. */
+static void opinion_rows(const eval_settings *s, const char *judge, const char *side,
+                         const char *rule, double rate, double baseline, const double bounds[2],
+                         double mean_results, double mean_sources)
+{
+    char a[32], b[32], label[96];
+    const int male = s->opinion == EVAL_OPINION_MALE;
+    snprintf(label, sizeof label, "%s: %s %s (rule %s)", judge, side, s->attribute, rule);
+    percent(rate, a, sizeof a);
+    percent(baseline, b, sizeof b);
+    row("", label, a, b);
+    interval(bounds, a, sizeof a);
+    row("", "  95% interval (Wilson)", a, NULL);
+    number(mean_results, male ? 3 : 1, a, sizeof a);
+    number(mean_sources, male ? 3 : 1, b, sizeof b);
+    snprintf(label, sizeof label, "%s: mean %s", judge, male ? "P(male)" : "age");
+    row("", label, a, b);
+}
+
 /* Human-readable: the settings, then one row per figure, results' values
  * beside the sources' where the sources have one. */
 static void print_table(const eval_settings *s, const eval_totals *t, const figures *f,
@@ -146,17 +184,14 @@ static void print_table(const eval_settings *s, const eval_totals *t, const figu
         row("attribute", "classifier: not measured (--classifier)", "-", "-");
     }
     if (s->opinion != EVAL_OPINION_NONE) {
-        snprintf(label, sizeof label, "faceres: %s %s (rule %s)", side, s->attribute,
-                 opinion_rule(s));
-        percent(f->opinion, a, sizeof a);
-        percent(f->opinion_baseline, b, sizeof b);
-        row("", label, a, b);
-        interval(f->opinion_interval, a, sizeof a);
-        row("", "  95% interval (Wilson)", a, NULL);
-        number(f->value_results, s->opinion == EVAL_OPINION_MALE ? 3 : 1, a, sizeof a);
-        number(f->value_sources, s->opinion == EVAL_OPINION_MALE ? 3 : 1, b, sizeof b);
-        row("", s->opinion == EVAL_OPINION_MALE ? "faceres: mean P(male)" : "faceres: mean age", a,
-            b);
+        opinion_rows(s, "faceres", side, opinion_rule(s), f->opinion, f->opinion_baseline,
+                     f->opinion_interval, f->value_results, f->value_sources);
+    }
+    if (s->age_gender) {
+        opinion_rows(s, "face-api", side, face_api_rule(s), f->face_api, f->face_api_baseline,
+                     f->face_api_interval, f->face_api_results, f->face_api_sources);
+        snprintf(a, sizeof a, "%zu of %zu", t->face_api_unframed, 2 * t->faces);
+        row("", "face-api: no face detected (whole image)", a, NULL);
     }
     snprintf(label, sizeof label, "faceres: same person (d < %.1f)",
              (double)DIAT_FACERES_THRESHOLD);
@@ -212,7 +247,11 @@ void eval_print(const eval_settings *s, const eval_totals *t)
     char success[64] = "-", opinion[64] = "-", artifacts[64] = "-";
     if (s->classifier)
         snprintf(success, sizeof success, "%.1f%% (%.1f%%)", 100.0 * f.success, 100.0 * f.baseline);
-    if (s->opinion != EVAL_OPINION_NONE)
+    if (s->opinion != EVAL_OPINION_NONE && s->age_gender)
+        snprintf(opinion, sizeof opinion, "%.1f%% (%.1f%%); face-api %.1f%% (%.1f%%)",
+                 100.0 * f.opinion, 100.0 * f.opinion_baseline, 100.0 * f.face_api,
+                 100.0 * f.face_api_baseline);
+    else if (s->opinion != EVAL_OPINION_NONE)
         snprintf(opinion, sizeof opinion, "%.1f%% (%.1f%%)", 100.0 * f.opinion,
                  100.0 * f.opinion_baseline);
     if (s->denoiser)
@@ -295,6 +334,20 @@ static json_t *build_json(const eval_settings *s, const eval_totals *t)
                                  "ssim", f.ssim, "unchanged_faces", (json_int_t)t->identical);
     json_t *quality = json_pack("{s:o, s:o}", "artifact_results", real(f.artifact_results, dn),
                                 "artifact_sources", real(f.artifact_sources, dn));
+    /* face-api's second opinion (Male and Young): null elsewhere */
+    const int fa = s->age_gender != NULL;
+    if (settings) json_object_set_new(settings, "age_gender", text_or_null(s->age_gender));
+    if (thresholds)
+        json_object_set_new(thresholds, "face_api_young_age", setting(EVAL_FACE_API_YOUNG_AGE, 1));
+    json_t *face_api = json_pack(
+        "{s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "face_api_rule", text_or_null(face_api_rule(s)),
+        "face_api_success", real(f.face_api, fa), "face_api_success_ci95",
+        bounds_or_null(f.face_api_interval, fa), "face_api_baseline", real(f.face_api_baseline, fa),
+        "face_api_mean_results", real(f.face_api_results, fa), "face_api_mean_sources",
+        real(f.face_api_sources, fa), "face_api_unframed_faces",
+        fa ? json_integer((json_int_t)t->face_api_unframed) : json_null());
+    if (attribute && face_api) json_object_update(attribute, face_api);
+    json_decref(face_api);
     if (!settings || !thresholds || !attribute || !identity || !locality || !quality) {
         json_decref(settings);
         json_decref(thresholds);

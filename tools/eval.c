@@ -33,6 +33,11 @@
 
 #define FACERES_FILE "faceres.safetensors"
 #define RECOGNITION_FILE "face-recognition-resnet29.safetensors"
+#define AGE_GENDER_FILE "face-age-gender.safetensors"
+/* The judges' model files, looked up by name unless given: faceres, dlib's
+ * ResNet, and for Male and Young face-api's age and gender network with the
+ * face finder's two. */
+#define JUDGE_FILES 5
 
 void eval_help(void)
 {
@@ -46,7 +51,8 @@ void eval_help(void)
          "the inputs and the results are judged alike:\n"
          "  attribute  the classifier's rate of results on the target side (and\n"
          "             of the unedited sources: the baseline); for Male and Young\n"
-         "             also faceres's P(male) > 0.5 and age < 35\n"
+         "             also faceres's P(male) > 0.5 and age < 35, and face-api's\n"
+         "             P(male) > 0.5 and age < 40 on the face its detector frames\n"
          "  identity   faceres verification (distance < 1.0) and dlib's ResNet\n"
          "             distance (mean, and rate below 0.6) between input and result\n"
          "  locality   mean mask area against the model's p (default_ratio: the\n"
@@ -78,6 +84,10 @@ void eval_help(void)
          "                           install's share/diat/models)\n"
          "      --face-recognition FILE  dlib ResNet model (default:\n"
          "                           " RECOGNITION_FILE ")\n"
+         "      --age-gender FILE    face-api's age and gender model, for Male and\n"
+         "                           Young (default: " AGE_GENDER_FILE ";\n"
+         "                           the face detector and landmarks by name, as\n"
+         "                           `diat detect` finds them)\n"
          "  -t, --threads N          worker threads (default 0: one per core)\n"
          "      --backend NAME       cpu, cuda or auto (default auto)\n"
          "  -q, --quiet              no progress on stderr\n"
@@ -99,8 +109,9 @@ static int check_output(const char *path, const char *option)
 /* An output that would replace one of the run's own input files. */
 static const char *overwritten_input(const eval_settings *s, const char *output)
 {
-    const char *inputs[5] = {s->model, s->classifier, s->denoiser, s->faceres, s->recognition};
-    for (int i = 0; i < 5; i++)
+    const char *inputs[6] = {s->model,   s->classifier,  s->denoiser,
+                             s->faceres, s->recognition, s->age_gender};
+    for (int i = 0; i < 6; i++)
         if (inputs[i] && cli_same_file(inputs[i], output)) return inputs[i];
     return NULL;
 }
@@ -118,6 +129,7 @@ static int parse_options(int argc, char *argv[], eval_settings *s)
         OPT_DIRECTION,
         OPT_FACERES,
         OPT_RECOGNITION,
+        OPT_AGE_GENDER,
         OPT_BACKEND,
         OPT_SPLIT
     };
@@ -135,6 +147,7 @@ static int parse_options(int argc, char *argv[], eval_settings *s)
         {"direction", required_argument, NULL, OPT_DIRECTION},
         {"faceres", required_argument, NULL, OPT_FACERES},
         {"face-recognition", required_argument, NULL, OPT_RECOGNITION},
+        {"age-gender", required_argument, NULL, OPT_AGE_GENDER},
         {"threads", required_argument, NULL, 't'},
         {"backend", required_argument, NULL, OPT_BACKEND},
         {"quiet", no_argument, NULL, 'q'},
@@ -184,6 +197,7 @@ static int parse_options(int argc, char *argv[], eval_settings *s)
             break;
         case OPT_FACERES: s->faceres = optarg; break;
         case OPT_RECOGNITION: s->recognition = optarg; break;
+        case OPT_AGE_GENDER: s->age_gender = optarg; break;
         case 't':
             if (cli_parse_int(optarg, 0, 1024, &number) != 0)
                 return cli_usage_error("eval", "bad thread count (expected 0 to 1024): ", optarg);
@@ -218,8 +232,7 @@ static int parse_options(int argc, char *argv[], eval_settings *s)
 
 /* Attribute, direction, ratio and the judges' files, from the options and
  * the model. Returns 0 or the exit code. */
-static int resolve(eval_settings *s, const diat_model *model, char *faceres, char *recognition,
-                   size_t size)
+static int resolve(eval_settings *s, const diat_model *model, char found[JUDGE_FILES][4096])
 {
     const char *attribute =
         s->attribute_option ? s->attribute_option : diat_model_metadata(model, "attribute");
@@ -251,19 +264,25 @@ static int resolve(eval_settings *s, const diat_model *model, char *faceres, cha
         s->ratio = DIAT_RATIO_MODEL;
         s->ratio_source = "the model's own threshold, as `diat apply` and the plug-in edit";
     }
-    const char *names[2] = {FACERES_FILE, RECOGNITION_FILE};
+    const char *names[JUDGE_FILES] = {FACERES_FILE, RECOGNITION_FILE, AGE_GENDER_FILE,
+                                      DETECTOR_FILE, LANDMARKS_FILE};
+    const char *options[JUDGE_FILES] = {"--faceres", "--face-recognition", "--age-gender", NULL,
+                                        NULL};
+    const char **given[JUDGE_FILES] = {&s->faceres, &s->recognition, &s->age_gender, &s->detector,
+                                       &s->landmarks};
     char searched[2048];
-    const char **given[2] = {&s->faceres, &s->recognition};
-    char *found[2] = {faceres, recognition};
-    for (int i = 0; i < 2; i++) {
-        if (*given[i]) continue;
-        if (diat_model_file_find(names[i], found[i], size, searched, sizeof searched) != 0)
+    for (int i = 0; i < JUDGE_FILES; i++) {
+        if (*given[i] || (i >= 2 && s->opinion == EVAL_OPINION_NONE)) continue;
+        if (diat_model_file_find(names[i], found[i], sizeof found[i], searched, sizeof searched))
             return report_error(EXIT_RUNTIME,
                                 "the model '%s' was not found (looked in $DIAT_MODEL_PATH and "
-                                "%s); give it with --%s FILE.",
-                                names[i], searched, i ? "face-recognition" : "faceres");
+                                "%s)%s%s%s.",
+                                names[i], searched, options[i] ? "; give it with " : "",
+                                options[i] ? options[i] : "", options[i] ? " FILE" : "");
         *given[i] = found[i];
     }
+    /* --age-gender on an attribute it has no opinion on: not used */
+    if (s->opinion == EVAL_OPINION_NONE) s->age_gender = NULL;
     return 0;
 }
 
@@ -274,10 +293,19 @@ static void to_network(const float *rgb, float *nchw)
         for (int c = 0; c < 3; c++) nchw[c * EVAL_PIXELS + i] = rgb[3 * i + c] * 2.0f - 1.0f;
 }
 
-/* Whether the judges place a face on the side that has the attribute. */
-static int opinion_has(eval_opinion opinion, const diat_faceres_output *o)
+/* Add one face's second opinion (P(male) or age, of the input and of the
+ * result) to its totals: the face counts as having the attribute where
+ * P(male) > 0.5, or where the age is below `young_age`. */
+static void add_opinion(const eval_settings *s, float young_age, float input, float result,
+                        eval_opinion_totals *t)
 {
-    return opinion == EVAL_OPINION_MALE ? o->male > 0.5f : o->age < EVAL_YOUNG_AGE;
+    const int male = s->opinion == EVAL_OPINION_MALE;
+    const int input_has = male ? input > 0.5f : input < young_age;
+    const int result_has = male ? result > 0.5f : result < young_age;
+    t->success += result_has == s->add;
+    t->baseline += input_has == s->add;
+    t->value_results += result;
+    t->value_sources += input;
 }
 
 /* Add face i's judgements to the totals. */
@@ -292,10 +320,15 @@ static void accumulate(const eval_settings *s, const eval_judges *j, const eval_
     }
     if (s->opinion != EVAL_OPINION_NONE) {
         const diat_faceres_output *a = &in->faceres[i], *b = &out->faceres[i];
-        t->opinion_success += opinion_has(s->opinion, b) == s->add;
-        t->opinion_baseline += opinion_has(s->opinion, a) == s->add;
-        t->opinion_value_results += s->opinion == EVAL_OPINION_MALE ? b->male : b->age;
-        t->opinion_value_sources += s->opinion == EVAL_OPINION_MALE ? a->male : a->age;
+        const int male = s->opinion == EVAL_OPINION_MALE;
+        add_opinion(s, EVAL_YOUNG_AGE, male ? a->male : a->age, male ? b->male : b->age,
+                    &t->faceres_opinion);
+    }
+    if (j->age_gender) {
+        const float *a = s->opinion == EVAL_OPINION_MALE ? in->face_api_male : in->face_api_age;
+        const float *b = s->opinion == EVAL_OPINION_MALE ? out->face_api_male : out->face_api_age;
+        add_opinion(s, EVAL_FACE_API_YOUNG_AGE, a[i], b[i], &t->face_api_opinion);
+        t->face_api_unframed += !in->face_api_found[i] + !out->face_api_found[i];
     }
     double d = diat_faceres_distance(in->faceres[i].descriptor, out->faceres[i].descriptor);
     t->faceres_distance += d;
@@ -392,14 +425,14 @@ int command_eval(int argc, char *argv[])
     eval_faces faces = {0};
     eval_totals totals = {0};
     eval_grid *grid = NULL;
-    char faceres[4096], recognition[4096];
+    static char judge_files[JUDGE_FILES][4096];
     rc = EXIT_RUNTIME;
     if (diat_context_new(s.backend, s.threads, &ctx, &err) != DIAT_OK) goto engine_error;
     s.backend_name = diat_context_backend_name(ctx);
     if (!s.quiet && diat_context_notice(ctx))
         fprintf(stderr, "diat: %s\n", diat_context_notice(ctx));
     if (diat_model_load(ctx, s.model, &model, &err) != DIAT_OK) goto engine_error;
-    if ((rc = resolve(&s, model, faceres, recognition, sizeof faceres)) != 0) goto done;
+    if ((rc = resolve(&s, model, judge_files)) != 0) goto done;
     rc = EXIT_RUNTIME;
     if (eval_select_faces(s.celeba, s.split, s.attribute, !s.add, (size_t)s.faces_requested, &faces,
                           &s.split_faces, &s.side_faces, &err) != DIAT_OK)
