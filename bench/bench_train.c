@@ -4,7 +4,7 @@
  *   bench_train [--celeba DIR] [--threads N] [--steps N] [--warmup N]
  *               [--batch N] [--attribute NAME] [--direction add|remove]
  *               [--face-recognition FILE] [--denoiser FILE] [--parts N]
- *               [--layers N] [--frozen-dn]
+ *               [--layers N]
  *
  * One step is what diat-train calls one step: n_critic (5) WGAN-GP critic
  * steps (the exact double backward included), then one generator step with
@@ -26,12 +26,6 @@
  *    alone at the step's batch: forward, backward to input and weights, and
  *    backward to the input only, with GFLOP/s (bench_train_torch.py prints
  *    the same table for PyTorch).
- *
- * --frozen-dn is an experiment, not the trainer as it is: the trainer loads
- * DN as a trainable network, so every generator step also computes DN's
- * weight gradients, which nothing uses; --frozen-dn releases DN's gradient
- * buffers after trainer_init (the conv backward then skips dW) to show what
- * freezing DN in the trainer would save.
  *
  * The denoiser: unless --denoiser FILE is given, a DN of the default shape
  * (width 32, depth 5) with seeded random weights is written to a temporary
@@ -60,7 +54,6 @@ typedef struct bench_options {
     const char *denoiser;
     const char *backend;
     int threads, steps, warmup, batch, parts, layers;
-    int frozen_dn;
 } bench_options;
 
 static void usage(FILE *out)
@@ -79,9 +72,7 @@ static void usage(FILE *out)
             "  --steps N               timed steps (default 5)\n"
             "  --warmup N              untimed steps first (default 1)\n"
             "  --parts N               repeats of the per-part timing (default 2; 0: skip)\n"
-            "  --layers N              repeats of the per-convolution timing (default 0: skip)\n"
-            "  --frozen-dn             experiment: no DN weight gradients (the trainer computes\n"
-            "                          them; this shows what freezing DN would save)\n");
+            "  --layers N              repeats of the per-convolution timing (default 0: skip)\n");
 }
 
 static int parse_int_arg(const char *name, const char *text, int lo, int hi, int *out)
@@ -112,16 +103,11 @@ static int parse_options(int argc, char **argv, bench_options *o)
     o->batch = 16;
     o->parts = 2;
     o->layers = 0;
-    o->frozen_dn = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             usage(stdout);
             return 1;
-        }
-        if (strcmp(a, "--frozen-dn") == 0) {
-            o->frozen_dn = 1;
-            continue;
         }
         if (i + 1 >= argc) {
             fprintf(stderr, "bench_train: unknown option or missing value: %s (see --help)\n", a);
@@ -679,10 +665,6 @@ int main(int argc, char **argv)
         return 1;
     }
 
-    if (bo.frozen_dn)
-        for (int i = 0; i < tr.denoiser.net.param_count; i++)
-            diat_tensor_release(tr.ctx, &tr.denoiser.net.params[i].grad);
-
     char cpu[256];
     cpu_model(cpu, sizeof cpu);
     double load[3] = {0, 0, 0};
@@ -701,9 +683,6 @@ int main(int argc, char **argv)
            opt.attribute, opt.add ? "add" : "remove");
     printf("phi: %s; DN: %s\n\n", opt.face_recognition_path,
            made_denoiser ? "random weights, default shape" : opt.denoiser_path);
-    if (bo.frozen_dn)
-        printf("EXPERIMENT --frozen-dn: DN's weight gradients are not computed (the trainer "
-               "computes them)\n\n");
     fflush(stdout);
 
     double step_s[MAX_SAMPLES], gen_s[MAX_SAMPLES], cpu_s[MAX_SAMPLES];

@@ -3,7 +3,7 @@
 
     /usr/bin/python3 bench/bench_train_torch.py [--threads N] [--steps N]
         [--warmup N] [--batch N] [--parts N] [--layers N]
-        [--face-recognition FILE] [--frozen-grads]
+        [--face-recognition FILE]
 
 The same networks at diat-train's default sizes -- T and M from
 bench/diat_reference.py (written from engine/nets/ARCHITECTURE.md), the
@@ -31,9 +31,8 @@ p 0.12 (Eyeglasses), Adam lr 1e-4, betas (0.5, 0.9), eps 1e-8.
 
 The frozen networks (D during the generator step, DN, phi) have
 requires_grad off, as one writes it in PyTorch: their parameter gradients
-are not computed. The engine's trainer computes D's and DN's weight
-gradients in the generator step anyway (they are trainable networks there);
---frozen-grads makes PyTorch do that same extra work too.
+are not computed. Nor are they in the engine's trainer (trainer/setup.c
+freezes DN; trainer/steps.c makes D untrainable in the generator step).
 
 Data are random images of the right shape (uniform in [-1, 1]), not decoded
 faces: decoding is not what is compared (the engine's trainer decodes on its
@@ -113,9 +112,6 @@ def main():
                         default=os.path.join(HERE, "..", "models",
                                              "face-recognition-resnet29.safetensors"),
                         help="phi's weights (default models/face-recognition-resnet29.safetensors)")
-    parser.add_argument("--frozen-grads", action="store_true",
-                        help="also compute D's and DN's weight gradients in the generator step, "
-                             "as the engine's trainer does")
     parser.add_argument("--device", default="cpu",
                         help="cpu (default) or cuda; on cuda, FP32 without TF32 unless --tf32")
     parser.add_argument("--tf32", action="store_true",
@@ -268,7 +264,7 @@ def main():
     for module in (G, D, DN, phi):
         module.to(device)
     for p in DN.parameters():
-        p.requires_grad_(args.frozen_grads)
+        p.requires_grad_(False)
     opt_g = torch.optim.Adam(G.parameters(), lr=LR, betas=BETAS, eps=ADAM_EPS)
     opt_d = torch.optim.Adam(D.parameters(), lr=LR, betas=BETAS, eps=ADAM_EPS)
 
@@ -302,7 +298,7 @@ def main():
 
     def generator_step():
         x, _ = next_batch()
-        set_critic_trainable(args.frozen_grads)
+        set_critic_trainable(False)
         opt_g.zero_grad(set_to_none=True)
         y, m = G(x)
         with torch.no_grad():
@@ -317,9 +313,6 @@ def main():
         loss.backward()
         opt_g.step()
         set_critic_trainable(True)
-        if args.frozen_grads:  # computed only to match the engine's work
-            for p in list(D.parameters()) + list(DN.parameters()):
-                p.grad = None
 
     def step():
         c0 = time.process_time()  # CPU time of every thread, as bench_train.c
@@ -377,7 +370,7 @@ def main():
         opt_d.step()
         lap("adam_d")
 
-        set_critic_trainable(args.frozen_grads)
+        set_critic_trainable(False)
         y_leaf = y.detach().requires_grad_(True)
         sync()
         t = time.perf_counter()
@@ -421,10 +414,8 @@ def main():
           f"{DENOISER_WIDTH} x {DENOISER_DEPTH}, n_critic {N_CRITIC}, lambda gp {LAMBDA_GP:g} "
           f"ap {LAMBDA_AP:g} id {LAMBDA_ID:g} pr {LAMBDA_PR:g} ar {LAMBDA_AR:g}, p {RATIO}, "
           f"Adam lr {LR:g} betas {BETAS}")
-    frozen_note = ("computed (--frozen-grads, as the engine)" if args.frozen_grads
-                   else "not computed")
     print(f"data: random images in [-1, 1] (no decoding); phi: {args.face_recognition}; "
-          f"frozen nets' weight gradients: {frozen_note}\n")
+          f"frozen nets' weight gradients: not computed\n")
     sys.stdout.flush()
 
     for _ in range(args.warmup):

@@ -5,7 +5,7 @@
 #
 #   bench/run-train.sh [PATH/TO/bench_train] [--threads N] [--rounds N]
 #                      [--steps N] [--warmup N] [--parts N] [--layers N]
-#                      [--batch N] [--celeba DIR] [--torch-frozen-grads]
+#                      [--batch N] [--celeba DIR]
 #
 # `ninja -C build bench-train` calls this with the built bench_train.
 # Without a path, build/bench/bench_train is used. Rounds alternate the
@@ -13,8 +13,7 @@
 # (--parts, default 2) and the single-convolution tables (--layers, default
 # 2; 0 skips them) are taken in the first round only. The PyTorch side
 # needs Debian's /usr/bin/python3 with python3-torch (PYTHON overrides);
-# without it only the engine is measured. --torch-frozen-grads makes PyTorch
-# also compute the frozen networks' weight gradients, as the engine does.
+# without it only the engine is measured.
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -32,7 +31,6 @@ parts=2
 layers=2
 batch=16
 celeba="$root/../shared/data/celeba128"
-torch_extra=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --threads) threads=$2; shift 2 ;;
@@ -43,7 +41,6 @@ while [ $# -gt 0 ]; do
         --layers) layers=$2; shift 2 ;;
         --batch) batch=$2; shift 2 ;;
         --celeba) celeba=$2; shift 2 ;;
-        --torch-frozen-grads) torch_extra="--frozen-grads"; shift ;;
         *) echo "run-train.sh: unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -76,7 +73,7 @@ while [ "$round" -le "$rounds" ]; do
         # shellcheck disable=SC2086
         "$python" "$here/bench_train_torch.py" --threads "$threads" --steps "$steps" \
             --warmup "$warmup" --batch "$batch" --parts "$round_parts" --layers "$round_layers" \
-            --face-recognition "$phi" $torch_extra >"$work/torch-$round.txt"
+            --face-recognition "$phi" >"$work/torch-$round.txt"
     fi
     echo "   round $round of $rounds done"
     round=$((round + 1))
@@ -89,7 +86,7 @@ if [ "$have_torch" -eq 0 ]; then
     exit 0
 fi
 echo
-echo "== round 1, PyTorch: $python $here/bench_train_torch.py $torch_extra"
+echo "== round 1, PyTorch: $python $here/bench_train_torch.py"
 grep -v '^RESULT ' "$work/torch-1.txt"
 
 echo
