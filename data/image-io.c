@@ -482,6 +482,7 @@ static diat_status write_content(FILE *fp, const char *path, const file_content 
  * `path` only once complete. */
 static diat_status write_atomic(const char *path, const file_content *content, diat_error *err)
 {
+    if (!path || !path[0]) return diat_set_error(err, DIAT_ERR_ARGUMENT, "No file name to write.");
     size_t len = strlen(path) + sizeof ".tmp-XXXXXX";
     char *tmp = malloc(len);
     if (!tmp) return diat_set_error(err, DIAT_ERR_MEMORY, "Out of memory writing '%s'.", path);
