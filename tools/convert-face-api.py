@@ -177,6 +177,26 @@ def read_raw_weights(package_dir, manifest_name=LANDMARKS_MANIFEST):
     return tensors
 
 
+def take_tensor(tensors, arrays, metadata, keep_u8, source, name, axes, shape=None):
+    """Move `source` out of `tensors` into arrays[name], transposed by
+    `axes` to the engine's layout. Quantised tensors stay uint8 with keep_u8
+    (their scale and minimum go to the metadata as exact doubles), else they
+    are dequantised as tfjs does it (in double, rounded once to float32).
+    With `shape`, a tensor of another shape stops the conversion: the engine
+    builds the shapes from its own table, so a package with another topology
+    must fail here, not at load time."""
+    values, quant = tensors.pop(source)
+    values = values.transpose(axes)
+    if shape is not None and values.shape != shape:
+        sys.exit(f"{source}: shape {values.shape} after transposing, expected {shape}")
+    if quant and keep_u8:
+        metadata[f"{name}.scale"] = repr(float(quant["scale"]))
+        metadata[f"{name}.min"] = repr(float(quant["min"]))
+    elif quant:
+        values = (values.astype(np.float64) * quant["scale"] + quant["min"]).astype(np.float32)
+    arrays[name] = np.ascontiguousarray(values)
+
+
 def convert_landmarks_68(tensors, keep_u8):
     """(arrays, metadata) in the engine's names, layout and order. With
     keep_u8, quantised tensors stay uint8 and their scale and minimum go to
@@ -185,14 +205,7 @@ def convert_landmarks_68(tensors, keep_u8):
     arrays, metadata = {}, {}
 
     def take(source, name, axes):
-        values, quant = tensors.pop(source)
-        values = values.transpose(axes)
-        if quant and keep_u8:
-            metadata[f"{name}.scale"] = repr(float(quant["scale"]))
-            metadata[f"{name}.min"] = repr(float(quant["min"]))
-        elif quant:
-            values = (values.astype(np.float64) * quant["scale"] + quant["min"]).astype(np.float32)
-        arrays[name] = np.ascontiguousarray(values)
+        take_tensor(tensors, arrays, metadata, keep_u8, source, name, axes)
 
     for block, channels_in, channels_out in LANDMARKS_BLOCKS:
         for k in range(4):
@@ -288,18 +301,7 @@ def convert_tiny_face_detector(tensors, keep_u8):
     arrays, metadata = {}, {}
 
     def take(source, name, axes, shape):
-        values, quant = tensors.pop(source)
-        values = values.transpose(axes)
-        # The engine builds these shapes from its own table: a package with
-        # another topology must fail here, not at load time.
-        if values.shape != shape:
-            sys.exit(f"{source}: shape {values.shape} after transposing, expected {shape}")
-        if quant and keep_u8:
-            metadata[f"{name}.scale"] = repr(float(quant["scale"]))
-            metadata[f"{name}.min"] = repr(float(quant["min"]))
-        elif quant:
-            values = (values.astype(np.float64) * quant["scale"] + quant["min"]).astype(np.float32)
-        arrays[name] = np.ascontiguousarray(values)
+        take_tensor(tensors, arrays, metadata, keep_u8, source, name, axes, shape)
 
     channels = DETECTOR_CHANNELS
     take("conv0/filters", "conv0.weight", (3, 2, 0, 1), (channels[1], channels[0], 3, 3))
@@ -396,18 +398,7 @@ def convert_age_gender(tensors, keep_u8):
     arrays, metadata = {}, {}
 
     def take(source, name, axes, shape):
-        values, quant = tensors.pop(source)
-        values = values.transpose(axes)
-        # The engine builds these shapes from its own table: a package with
-        # another topology must fail here, not at load time.
-        if values.shape != shape:
-            sys.exit(f"{source}: shape {values.shape} after transposing, expected {shape}")
-        if quant and keep_u8:
-            metadata[f"{name}.scale"] = repr(float(quant["scale"]))
-            metadata[f"{name}.min"] = repr(float(quant["min"]))
-        elif quant:
-            values = (values.astype(np.float64) * quant["scale"] + quant["min"]).astype(np.float32)
-        arrays[name] = np.ascontiguousarray(values)
+        take_tensor(tensors, arrays, metadata, keep_u8, source, name, axes, shape)
 
     def separable(source, name, c_in, c_out):
         take(f"{source}/depthwise_filter", f"{name}.depthwise.weight", (2, 3, 0, 1),

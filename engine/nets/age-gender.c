@@ -196,19 +196,10 @@ diat_status diat_age_gender_load(diat_context *ctx, const char *path, diat_age_g
     }
     if (st == DIAT_OK) st = add_parameters(ag, err);
     if (st == DIAT_OK) st = alloc_activations(ag, err);
-    diat_safetensors *file = NULL;
-    if (st == DIAT_OK) st = diat_safetensors_open(path, &file, err);
-    if (st == DIAT_OK) {
-        const char *format = diat_safetensors_metadata(file, "format");
-        if (!format || strcmp(format, FORMAT_NAME) != 0)
-            st = diat_set_error(err, DIAT_ERR_FORMAT,
-                                "Model file %s is not face-api's age and gender network (its "
-                                "format is '%s', expected '" FORMAT_NAME "'); make it with "
-                                "tools/convert-face-api.py --model age-gender.",
-                                path, format ? format : "(none)");
-    }
-    if (st == DIAT_OK) st = diat_net_load(&ag->net, file, err);
-    diat_safetensors_close(file);
+    if (st == DIAT_OK)
+        st = diat_net_load_converted(&ag->net, path, FORMAT_NAME,
+                                     "face-api's age and gender network",
+                                     "tools/convert-face-api.py --model age-gender", err);
     if (st != DIAT_OK) {
         diat_age_gender_free(ag);
         return st;

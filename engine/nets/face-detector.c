@@ -166,19 +166,10 @@ diat_status diat_face_detector_load(diat_context *ctx, const char *path, diat_fa
     if (!d) return diat_set_error(err, DIAT_ERR_MEMORY, "Out of memory for the face detector.");
     d->ctx = ctx;
     diat_status status = add_parameters(d, err);
-    diat_safetensors *st = NULL;
-    if (status == DIAT_OK) status = diat_safetensors_open(path, &st, err);
-    if (status == DIAT_OK) {
-        const char *format = diat_safetensors_metadata(st, "format");
-        if (!format || strcmp(format, FORMAT_NAME) != 0)
-            status = diat_set_error(err, DIAT_ERR_FORMAT,
-                                    "Model file %s is not a face detector (its format is '%s', "
-                                    "expected '" FORMAT_NAME "'); make it with "
-                                    "tools/convert-face-api.py --model tiny-face-detector.",
-                                    path, format ? format : "(none)");
-    }
-    if (status == DIAT_OK) status = diat_net_load(&d->net, st, err);
-    diat_safetensors_close(st);
+    if (status == DIAT_OK)
+        status =
+            diat_net_load_converted(&d->net, path, FORMAT_NAME, "a face detector",
+                                    "tools/convert-face-api.py --model tiny-face-detector", err);
     if (status != DIAT_OK) {
         diat_face_detector_free(d);
         return status;

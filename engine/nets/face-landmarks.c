@@ -176,19 +176,9 @@ diat_status diat_landmark_net_load(diat_context *ctx, const char *path, diat_lan
     lm->ctx = ctx;
     diat_status st = add_parameters(lm, err);
     if (st == DIAT_OK) st = alloc_activations(lm, err);
-    diat_safetensors *file = NULL;
-    if (st == DIAT_OK) st = diat_safetensors_open(path, &file, err);
-    if (st == DIAT_OK) {
-        const char *format = diat_safetensors_metadata(file, "format");
-        if (!format || strcmp(format, FORMAT_NAME) != 0)
-            st = diat_set_error(err, DIAT_ERR_FORMAT,
-                                "Model file %s is not a 68-point landmark network (its format "
-                                "is '%s', expected '" FORMAT_NAME "'); make it with "
-                                "tools/convert-face-api.py --model face-landmarks-68.",
-                                path, format ? format : "(none)");
-    }
-    if (st == DIAT_OK) st = diat_net_load(&lm->net, file, err);
-    diat_safetensors_close(file);
+    if (st == DIAT_OK)
+        st = diat_net_load_converted(&lm->net, path, FORMAT_NAME, "a 68-point landmark network",
+                                     "tools/convert-face-api.py --model face-landmarks-68", err);
     if (st != DIAT_OK) {
         diat_landmark_net_free(lm);
         return st;

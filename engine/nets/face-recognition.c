@@ -175,18 +175,8 @@ static diat_status fold_input_normalisation(diat_face_recognition *f, diat_error
 
 diat_status diat_face_recognition_load(diat_face_recognition *f, const char *path, diat_error *err)
 {
-    diat_safetensors *st = NULL;
-    diat_status status = diat_safetensors_open(path, &st, err);
-    if (status != DIAT_OK) return status;
-    const char *format = diat_safetensors_metadata(st, "format");
-    if (!format || strcmp(format, FORMAT_NAME) != 0)
-        status = diat_set_error(err, DIAT_ERR_FORMAT,
-                                "Model file %s is not a face recognition network (its format is "
-                                "'%s', expected '" FORMAT_NAME "'); make it with "
-                                "tools/convert-face-api.py.",
-                                path, format ? format : "(none)");
-    if (status == DIAT_OK) status = diat_net_load(&f->net, st, err);
-    diat_safetensors_close(st);
+    diat_status status = diat_net_load_converted(
+        &f->net, path, FORMAT_NAME, "a face recognition network", "tools/convert-face-api.py", err);
     if (status == DIAT_OK) status = fold_input_normalisation(f, err);
     f->loaded = status == DIAT_OK;
     return status;

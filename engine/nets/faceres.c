@@ -136,20 +136,10 @@ diat_status diat_faceres_load(diat_context *ctx, const char *path, diat_faceres 
         st = diat_context_new(DIAT_BACKEND_CPU, diat_context_threads(ctx), &f->own_cpu, err);
         f->cpu = f->own_cpu;
     }
-    diat_safetensors *file = NULL;
     if (st == DIAT_OK) st = build(f, err);
-    if (st == DIAT_OK) st = diat_safetensors_open(path, &file, err);
-    if (st == DIAT_OK) {
-        const char *format = diat_safetensors_metadata(file, "format");
-        if (!format || strcmp(format, FORMAT_NAME) != 0)
-            st = diat_set_error(err, DIAT_ERR_FORMAT,
-                                "Model file %s is not the faceres network (its format is '%s', "
-                                "expected '" FORMAT_NAME "'); make it with "
-                                "tools/convert-human-faceres.py.",
-                                path, format ? format : "(none)");
-    }
-    if (st == DIAT_OK) st = diat_net_load(&f->net, file, err);
-    diat_safetensors_close(file);
+    if (st == DIAT_OK)
+        st = diat_net_load_converted(&f->net, path, FORMAT_NAME, "the faceres network",
+                                     "tools/convert-human-faceres.py", err);
     if (st != DIAT_OK) {
         diat_faceres_free(f);
         return st;

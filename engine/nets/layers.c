@@ -281,3 +281,20 @@ void diat_pad_bottom_right(const diat_tensor *src, diat_tensor *dst)
         memset(to + (size_t)h * (w + 1), 0, (size_t)(w + 1) * sizeof *to);
     }
 }
+
+diat_status diat_net_load_converted(diat_net *net, const char *path, const char *format,
+                                    const char *what, const char *tool, diat_error *err)
+{
+    diat_safetensors *file = NULL;
+    diat_status st = diat_safetensors_open(path, &file, err);
+    if (st != DIAT_OK) return st;
+    const char *found = diat_safetensors_metadata(file, "format");
+    if (!found || strcmp(found, format) != 0)
+        st = diat_set_error(err, DIAT_ERR_FORMAT,
+                            "Model file %s is not %s (its format is '%s', expected '%s'); make "
+                            "it with %s.",
+                            path, what, found ? found : "(none)", format, tool);
+    if (st == DIAT_OK) st = diat_net_load(net, file, err);
+    diat_safetensors_close(file);
+    return st;
+}

@@ -11,6 +11,12 @@ diat_status diat_net_setup(diat_net *net, diat_context *ctx, int capacity, diat_
 /* Release every parameter, its gradient and the table. */
 void diat_net_release(diat_net *net);
 
+/* Load the weights of a converted network (the face networks, faceres) from
+ * `path`: its metadata format must be `format`, else the error says the file
+ * is not `what` and that `tool` makes one. */
+diat_status diat_net_load_converted(diat_net *net, const char *path, const char *format,
+                                    const char *what, const char *tool, diat_error *err);
+
 /* Append a parameter of file shape (n) / (n, c) / (n, c, h, w) by ndim;
  * trainable ones get a gradient buffer. */
 diat_param *diat_net_add(diat_net *net, const char *name, int ndim, int n, int c, int h, int w,
