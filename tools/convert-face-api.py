@@ -177,6 +177,17 @@ def read_raw_weights(package_dir, manifest_name=LANDMARKS_MANIFEST):
     return tensors
 
 
+def write_quantised(output, arrays, metadata, dtype):
+    """Write a converter's result and say what was written. U8 arrays pass
+    through write_safetensors as they are; with f32/f16 every array is
+    a float already, stored as asked."""
+    output = os.path.normpath(output)
+    write_safetensors(output, arrays, "f32" if dtype == "u8" else dtype, metadata)
+    count = sum(a.size for a in arrays.values())
+    print(f"{output}: {len(arrays)} tensors, {count} weights, "
+          f"{os.path.getsize(output)} bytes ({dtype})")
+
+
 def take_tensor(tensors, arrays, metadata, keep_u8, source, name, axes, shape=None):
     """Move `source` out of `tensors` into arrays[name], transposed by
     `axes` to the engine's layout. Quantised tensors stay uint8 with keep_u8
@@ -260,12 +271,7 @@ def main_landmarks_68(args, package, here):
                    "right (112 -> 56 -> 28 -> 14 -> 7)",
         "conversion": "tools/convert-face-api.py --model face-landmarks-68 --dtype " + dtype,
     })
-    output = os.path.normpath(output)
-    # U8 arrays pass through write_safetensors as they are; f32/f16 as asked.
-    write_safetensors(output, arrays, "f32" if dtype == "u8" else dtype, metadata)
-    count = sum(a.size for a in arrays.values())
-    print(f"{output}: {len(arrays)} tensors, {count} weights, "
-          f"{os.path.getsize(output)} bytes ({dtype})")
+    write_quantised(output, arrays, metadata, dtype)
 
 
 # ---- tiny-face-detector: face-api's TinyFaceDetector -----------------------
@@ -351,11 +357,7 @@ def main_tiny_face_detector(args, package, here):
                    "207 -> 104 -> 52 -> 26 -> 13; the last stride 1: 13 -> 13)",
         "conversion": "tools/convert-face-api.py --model tiny-face-detector --dtype " + dtype,
     })
-    output = os.path.normpath(output)
-    write_safetensors(output, arrays, "f32" if dtype == "u8" else dtype, metadata)
-    count = sum(a.size for a in arrays.values())
-    print(f"{output}: {len(arrays)} tensors, {count} weights, "
-          f"{os.path.getsize(output)} bytes ({dtype})")
+    write_quantised(output, arrays, metadata, dtype)
 
 
 # ---- age-gender: face-api's AgeGenderNet -----------------------------------
@@ -452,11 +454,7 @@ def main_age_gender(args, package, here):
                    "the bottom and right (112 -> 56 -> 28 -> 14 -> 7)",
         "conversion": "tools/convert-face-api.py --model age-gender --dtype " + dtype,
     })
-    output = os.path.normpath(output)
-    write_safetensors(output, arrays, "f32" if dtype == "u8" else dtype, metadata)
-    count = sum(a.size for a in arrays.values())
-    print(f"{output}: {len(arrays)} tensors, {count} weights, "
-          f"{os.path.getsize(output)} bytes ({dtype})")
+    write_quantised(output, arrays, metadata, dtype)
 
 
 def main():
