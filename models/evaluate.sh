@@ -1,6 +1,7 @@
 #!/bin/sh
 # Evaluate the shipped attribute models on the CelebA val split with
-# `diat eval`, judged by the shipped classifier, faceres and the denoiser:
+# `diat eval`, judged by the shipped classifier, faceres and the denoiser
+# (and, for Young and Male models, face-api's age and gender network):
 # one JSON per model next to it (NAME.eval.json, the figures its card and
 # models/README.md quote) and the Markdown rows for models/README.md on
 # stdout.
@@ -63,6 +64,7 @@ evaluate() {
         --classifier models/attribute-classifier.safetensors \
         --denoiser models/denoiser.safetensors --faceres models/faceres.safetensors \
         --face-recognition models/face-recognition-resnet29.safetensors \
+        --age-gender models/face-age-gender.safetensors \
         ${FACES:+--faces "$FACES"} ${SPLIT:+--split "$SPLIT"} "$@"
 }
 rows=""
