@@ -191,18 +191,12 @@ static void test_bad_input(void)
 
 int main(int argc, char **argv)
 {
-    const char *root = getenv("DIAT_SOURCE_ROOT");
-    if (!root) root = ".";
-    if (argc > 1)
-        snprintf(model_path, sizeof model_path, "%s", argv[1]);
-    else
-        snprintf(model_path, sizeof model_path, "%s/models/face-age-gender.safetensors", root);
-    if (argc > 2)
-        snprintf(faces_dir, sizeof faces_dir, "%s", argv[2]);
-    else
-        snprintf(faces_dir, sizeof faces_dir, "%s/tests/data/faces", root);
-    snprintf(other_model_path, sizeof other_model_path, "%s/models/face-landmarks-68.safetensors",
-             root);
+    test_source_path(model_path, sizeof model_path, argc, argv, 1,
+                     "models/face-age-gender.safetensors");
+    test_source_path(faces_dir, sizeof faces_dir, argc, argv, 2, "tests/data/faces");
+    /* another network's file, for the format check (never from argv) */
+    test_source_path(other_model_path, sizeof other_model_path, 0, argv, 0,
+                     "models/face-landmarks-68.safetensors");
 
     diat_error err;
     if (diat_context_new(DIAT_BACKEND_CPU, 1, &ctx, &err) != DIAT_OK) {

@@ -464,15 +464,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "%s\n", err.message);
         return 1;
     }
-    const char *root = getenv("DIAT_SOURCE_ROOT");
-    if (!root) root = ".";
-    snprintf(detector_path, sizeof detector_path, "%s/models/face-detector-tiny.safetensors", root);
-    snprintf(landmarks_path, sizeof landmarks_path, "%s/models/face-landmarks-68.safetensors",
-             root);
-    snprintf(photos_dir, sizeof photos_dir, "%s/tests/data/photos", root);
-    if (argc > 1) snprintf(detector_path, sizeof detector_path, "%s", argv[1]);
-    if (argc > 2) snprintf(landmarks_path, sizeof landmarks_path, "%s", argv[2]);
-    if (argc > 3) snprintf(photos_dir, sizeof photos_dir, "%s", argv[3]);
+    test_source_path(detector_path, sizeof detector_path, argc, argv, 1,
+                     "models/face-detector-tiny.safetensors");
+    test_source_path(landmarks_path, sizeof landmarks_path, argc, argv, 2,
+                     "models/face-landmarks-68.safetensors");
+    test_source_path(photos_dir, sizeof photos_dir, argc, argv, 3, "tests/data/photos");
 
     if (diat_face_detector_load(ctx, detector_path, &detector, &err) != DIAT_OK) {
         fprintf(stderr, "%s\n", err.message);

@@ -460,16 +460,9 @@ static void test_time_per_face(void)
 
 int main(int argc, char **argv)
 {
-    const char *root = getenv("DIAT_SOURCE_ROOT");
-    if (!root) root = ".";
-    if (argc > 1)
-        snprintf(model_path, sizeof model_path, "%s", argv[1]);
-    else
-        snprintf(model_path, sizeof model_path, "%s/models/face-landmarks-68.safetensors", root);
-    if (argc > 2)
-        snprintf(photos_dir, sizeof photos_dir, "%s", argv[2]);
-    else
-        snprintf(photos_dir, sizeof photos_dir, "%s/tests/data/photos", root);
+    test_source_path(model_path, sizeof model_path, argc, argv, 1,
+                     "models/face-landmarks-68.safetensors");
+    test_source_path(photos_dir, sizeof photos_dir, argc, argv, 2, "tests/data/photos");
 
     diat_error err;
     if (diat_context_new(DIAT_BACKEND_CPU, 1, &ctx, &err) != DIAT_OK) {

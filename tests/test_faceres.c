@@ -377,21 +377,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "%s\n", err.message);
         return 1;
     }
-    const char *root = getenv("DIAT_SOURCE_ROOT");
-    if (!root) root = ".";
-    if (argc > 1)
-        snprintf(model_path, sizeof model_path, "%s", argv[1]);
-    else
-        snprintf(model_path, sizeof model_path, "%s/models/faceres.safetensors", root);
-    if (argc > 2)
-        snprintf(faces_dir, sizeof faces_dir, "%s", argv[2]);
-    else
-        snprintf(faces_dir, sizeof faces_dir, "%s/tests/data/faces", root);
-    if (argc > 3)
-        snprintf(reference_path, sizeof reference_path, "%s", argv[3]);
-    else
-        snprintf(reference_path, sizeof reference_path,
-                 "%s/tests/data/faceres/faceres-reference.txt", root);
+    test_source_path(model_path, sizeof model_path, argc, argv, 1, "models/faceres.safetensors");
+    test_source_path(faces_dir, sizeof faces_dir, argc, argv, 2, "tests/data/faces");
+    test_source_path(reference_path, sizeof reference_path, argc, argv, 3,
+                     "tests/data/faceres/faceres-reference.txt");
 
     if (diat_faceres_load(ctx, model_path, &net, &err) != DIAT_OK) {
         fprintf(stderr, "%s\n", err.message);

@@ -46,6 +46,18 @@ static int test_checks;
 #define TEST_SUMMARY()                                                                             \
     (printf("%d checks, %d failed\n", test_checks, test_failures), test_failures ? 1 : 0)
 
+/* A test's input path: argv[index] when given, else `relative` under
+ * $DIAT_SOURCE_ROOT (meson's test environment; "." without it). */
+static inline void test_source_path(char *out, size_t size, int argc, char **argv, int index,
+                                    const char *relative)
+{
+    const char *root = getenv("DIAT_SOURCE_ROOT");
+    if (argc > index)
+        snprintf(out, size, "%s", argv[index]);
+    else
+        snprintf(out, size, "%s/%s", root ? root : ".", relative);
+}
+
 /* `bytes` of zeros that are not the process's own memory, for images too
  * big to allocate: a private mapping of a sparse, unlinked file in /tmp,
  * with every page read once, so that all it holds is file cache, resident
