@@ -76,19 +76,14 @@ static figures compute(const eval_totals *t)
     return f;
 }
 
-/* The second opinions' rules, as printed; NULL for other attributes. */
-static const char *opinion_rule(const eval_settings *s)
+/* A second opinion's rule, as printed, written into `text`: P(male) > 0.5
+ * for Male, an age below `young_age` for Young; NULL for other attributes. */
+static const char *opinion_rule(const eval_settings *s, float young_age, char *text, size_t size)
 {
-    return s->opinion == EVAL_OPINION_MALE    ? "P(male) > 0.5"
-           : s->opinion == EVAL_OPINION_YOUNG ? "age < 35"
-                                              : NULL;
-}
-
-static const char *face_api_rule(const eval_settings *s)
-{
-    return s->opinion == EVAL_OPINION_MALE    ? "P(male) > 0.5"
-           : s->opinion == EVAL_OPINION_YOUNG ? "age < 40"
-                                              : NULL;
+    if (s->opinion == EVAL_OPINION_MALE) return "P(male) > 0.5";
+    if (s->opinion != EVAL_OPINION_YOUNG) return NULL;
+    snprintf(text, size, "age < %g", (double)young_age);
+    return text;
 }
 
 /* "fixture-model" for ".../fixture-model.safetensors". */
@@ -160,7 +155,7 @@ static void opinion_rows(const eval_settings *s, const char *judge, const char *
 static void print_table(const eval_settings *s, const eval_totals *t, const figures *f,
                         const char *cut, const char *p, const char *psnr)
 {
-    char a[32], b[32], label[96];
+    char a[32], b[32], label[96], rule[32];
     printf("diat eval: %s\n", s->label);
     printf("  model      %s (%s %s)\n", s->model, s->add ? "add" : "remove", s->attribute);
     const char *split = diat_celeba_split_name(s->split);
@@ -184,12 +179,15 @@ static void print_table(const eval_settings *s, const eval_totals *t, const figu
         row("attribute", "classifier: not measured (--classifier)", "-", "-");
     }
     if (s->opinion != EVAL_OPINION_NONE) {
-        opinion_rows(s, "faceres", side, opinion_rule(s), f->opinion, f->opinion_baseline,
-                     f->opinion_interval, f->value_results, f->value_sources);
+        opinion_rows(s, "faceres", side, opinion_rule(s, EVAL_YOUNG_AGE, rule, sizeof rule),
+                     f->opinion, f->opinion_baseline, f->opinion_interval, f->value_results,
+                     f->value_sources);
     }
     if (s->age_gender) {
-        opinion_rows(s, "face-api", side, face_api_rule(s), f->face_api, f->face_api_baseline,
-                     f->face_api_interval, f->face_api_results, f->face_api_sources);
+        opinion_rows(s, "face-api", side,
+                     opinion_rule(s, EVAL_FACE_API_YOUNG_AGE, rule, sizeof rule), f->face_api,
+                     f->face_api_baseline, f->face_api_interval, f->face_api_results,
+                     f->face_api_sources);
         snprintf(a, sizeof a, "%zu of %zu", t->face_api_unframed, 2 * t->faces);
         row("", "face-api: no face detected (whole image)", a, NULL);
     }
@@ -298,6 +296,7 @@ static json_t *build_json(const eval_settings *s, const eval_totals *t)
 {
     const figures f = compute(t);
     const int cls = s->classifier != NULL, op = s->opinion != EVAL_OPINION_NONE;
+    char rules[2][32];
     const int dn = s->denoiser != NULL;
     json_t *settings = json_pack(
         "{s:s, s:s, s:s, s:s, s:o, s:s, s:s, s:s, s:o, s:I, s:I, s:I, s:o, s:o, s:s, s:s, s:s}",
@@ -319,10 +318,10 @@ static json_t *build_json(const eval_settings *s, const eval_totals *t)
         real(f.success, cls), "classifier_success_ci95", bounds_or_null(f.success_interval, cls),
         "classifier_baseline", real(f.baseline, cls), "classifier_mean_p_results",
         real(f.p_results, cls), "classifier_mean_p_sources", real(f.p_sources, cls), "faceres_rule",
-        text_or_null(opinion_rule(s)), "faceres_success", real(f.opinion, op),
-        "faceres_success_ci95", bounds_or_null(f.opinion_interval, op), "faceres_baseline",
-        real(f.opinion_baseline, op), "faceres_mean_results", real(f.value_results, op),
-        "faceres_mean_sources", real(f.value_sources, op));
+        text_or_null(opinion_rule(s, EVAL_YOUNG_AGE, rules[0], sizeof rules[0])), "faceres_success",
+        real(f.opinion, op), "faceres_success_ci95", bounds_or_null(f.opinion_interval, op),
+        "faceres_baseline", real(f.opinion_baseline, op), "faceres_mean_results",
+        real(f.value_results, op), "faceres_mean_sources", real(f.value_sources, op));
     json_t *identity =
         json_pack("{s:f, s:o, s:f, s:f, s:f}", "faceres_verification", f.faceres_rate,
                   "faceres_verification_ci95", bounds_or_null(f.faceres_interval, 1),
@@ -340,7 +339,8 @@ static json_t *build_json(const eval_settings *s, const eval_totals *t)
     if (thresholds)
         json_object_set_new(thresholds, "face_api_young_age", setting(EVAL_FACE_API_YOUNG_AGE, 1));
     json_t *face_api = json_pack(
-        "{s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "face_api_rule", text_or_null(face_api_rule(s)),
+        "{s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "face_api_rule",
+        text_or_null(opinion_rule(s, EVAL_FACE_API_YOUNG_AGE, rules[1], sizeof rules[1])),
         "face_api_success", real(f.face_api, fa), "face_api_success_ci95",
         bounds_or_null(f.face_api_interval, fa), "face_api_baseline", real(f.face_api_baseline, fa),
         "face_api_mean_results", real(f.face_api_results, fa), "face_api_mean_sources",
